@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up what they need
+# (Debian's Fashion-MNIST package, a virtualenv, the package itself) and are quick when already set up.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_STORE := runs/demo.db
+DEMO_ARGS := --dataset fashion-mnist --model lenet --epochs 20 --store $(DEMO_STORE)
+
+.PHONY: demo test lint bench setup dataset clean
+
+setup: dataset $(STAMP)
+
+dataset: $(FASHION_MNIST)
+
+$(FASHION_MNIST):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/coreselect train $(DEMO_ARGS) --strategy full --seed 0
+	$(BIN)/coreselect train $(DEMO_ARGS) --strategy random --budget 0.1 --seed 0
+	$(BIN)/coreselect train $(DEMO_ARGS) --strategy random-subset --budget 0.1 --seed 0
+	$(BIN)/coreselect report --store $(DEMO_STORE)
+
+test: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/lenet_fashion_mnist.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

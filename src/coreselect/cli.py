@@ -1,0 +1,125 @@
+"""The ``coreselect`` command line: train one configuration, report the store, list the methods."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from tabulate import tabulate
+
+from coreselect.errors import CoreselectError, InvalidInputError
+
+app = typer.Typer(
+    help="Train on the data that matters: coreset and online batch selection, compared fairly.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+STORE_HELP = "SQLite results store"
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"strategy parameter {pair!r} is not KEY=VALUE; write e.g. --param select_every=2")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+@app.command()
+def train(
+    dataset: Annotated[str, typer.Option(help="fashion-mnist, idx, cifar10, cifar100, npz, imagefolder")] = "fashion-mnist",
+    model: Annotated[str, typer.Option(help="mlp, lenet, cnn, resnet20, resnet18")] = "lenet",
+    strategy: Annotated[str, typer.Option(help="a name from `coreselect methods`")] = "random",
+    budget: Annotated[float, typer.Option(help="fraction of full training's back-propagated examples")] = 1.0,
+    epochs: Annotated[int, typer.Option(help="epochs of the full run the budget is a fraction of")] = 20,
+    seed: Annotated[int, typer.Option()] = 0,
+    store: Annotated[Path, typer.Option(help=STORE_HELP)] = Path("runs/runs.db"),
+    param: Annotated[list[str], typer.Option("--param", "-p", help="strategy parameter KEY=VALUE")] = [],  # noqa: B006
+    data_root: Annotated[str | None, typer.Option(help="folder of the dataset's files")] = None,
+    batch_size: Annotated[int, typer.Option()] = 128,
+    optimizer: Annotated[str, typer.Option(help="sgd or adamw")] = "sgd",
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 0.1,
+    momentum: Annotated[float, typer.Option()] = 0.9,
+    weight_decay: Annotated[float, typer.Option()] = 5e-4,
+    schedule: Annotated[str, typer.Option(help="onecycle, cosine, step, constant")] = "onecycle",
+    val_fraction: Annotated[float, typer.Option(help="stratified validation share of the training set")] = 0.0,
+    label_noise: Annotated[float, typer.Option(help="share of training labels corrupted")] = 0.0,
+    noise_kind: Annotated[str, typer.Option(help="symmetric, uniform or pair")] = "symmetric",
+    imbalance: Annotated[float, typer.Option(help="long-tail ratio n_max / n_min")] = 1.0,
+    eval_points: Annotated[int, typer.Option(help="evaluations (and checkpoints) over the run")] = 20,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+    rerun: Annotated[bool, typer.Option(help="train again even if the store has this run")] = False,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Train one configuration and store it; re-running an interrupted command resumes it."""
+    from coreselect.experiments import ResultStore, RunConfig, run_experiment
+
+    config = RunConfig.create(
+        dataset=dataset, data_root=data_root, model=model, strategy=strategy, params=_parse_params(param),
+        seed=seed, val_fraction=val_fraction, label_noise=label_noise, noise_kind=noise_kind, imbalance=imbalance,
+        train={"epochs": epochs, "budget": budget, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
+               "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule, "eval_points": eval_points},
+    )
+    if strategy != config.strategy or budget != config.train.budget:
+        typer.echo(f"note: {strategy} trains on every example; budget set to {config.train.budget:g}", err=True)
+    results = ResultStore(store)
+    before = results.get(config.run_id)
+    run = run_experiment(config, results, device=device, progress_bar=progress, rerun=rerun)
+    done_before = before is not None and before.status == "done" and not rerun
+    typer.echo(
+        f"{config.method_label} budget={config.train.budget:g} seed={config.seed}: "
+        f"test accuracy {100 * (run.test_accuracy or 0):.2f}%, selection {run.selection_s or 0:.1f}s, "
+        f"training {run.training_s or 0:.1f}s{' (already in the store)' if done_before else ''} [run {run.run_id}]"
+    )
+
+
+@app.command()
+def report(
+    store: Annotated[Path, typer.Option(help=STORE_HELP)] = Path("runs/runs.db"),
+    fmt: Annotated[str, typer.Option("--format", help="any tabulate format: github, plain, latex, html, ...")] = "github",
+) -> None:
+    """Print accuracy, relative error against full data, wall-clock and speed-up from the store."""
+    from coreselect.experiments import ResultStore
+    from coreselect.experiments import report as make_report
+
+    if not store.is_file():
+        raise InvalidInputError(f"no results store at {store}; run `coreselect train ... --store {store}` first")
+    typer.echo(make_report(ResultStore(store), tablefmt=fmt))
+
+
+@app.command()
+def methods() -> None:
+    """List the selection strategies with their family and parameters, then the models and datasets."""
+    from coreselect.data.catalog import DATASETS
+    from coreselect.models.zoo import MODELS
+    from coreselect.strategies import STRATEGIES
+
+    rows = []
+    for spec in STRATEGIES.values():
+        fields = spec.params.model_fields
+        params = ", ".join(f"{k}={f.default!r}" for k, f in fields.items()) or "—"
+        rows.append([spec.name, spec.family, params, spec.summary])
+    typer.echo(tabulate(rows, headers=["strategy", "family", "parameters", "what it does"], tablefmt="github"))
+    typer.echo(f"\nmodels: {', '.join(MODELS)}\ndatasets: {', '.join(DATASETS)}")
+
+
+def main() -> None:
+    """Entry point: user errors print one line and exit with status 2."""
+    try:
+        app()
+    except CoreselectError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; re-run the same command to resume from the last checkpoint", err=True)
+        sys.exit(130)

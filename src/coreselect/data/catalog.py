@@ -1,0 +1,163 @@
+"""Named datasets: where their files are, how to read them, and how a run's splits are prepared."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from coreselect.data import formats
+from coreselect.data.corruption import add_label_noise, long_tailed_indices
+from coreselect.data.dataset import InMemoryDataset
+from coreselect.data.splits import stratified_split
+from coreselect.errors import DatasetNotFoundError, InvalidInputError, UnknownNameError
+
+DATA_ENV = "CORESELECT_DATA"
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """The train, optional validation, and test parts of a dataset."""
+
+    name: str
+    train: InMemoryDataset
+    test: InMemoryDataset
+    val: InMemoryDataset | None = None
+
+    def to(self, device: torch.device | str) -> DataSplits:
+        val = None if self.val is None else self.val.to(device)
+        return replace(self, train=self.train.to(device), test=self.test.to(device), val=val)
+
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def _candidates(root: str | Path | None, subfolder: str) -> list[Path]:
+    """Where to look: an explicit root, else ``$CORESELECT_DATA/<subfolder>`` and ``$CORESELECT_DATA``."""
+    if root is not None:
+        return [Path(root)]
+    env = os.environ.get(DATA_ENV)
+    return [Path(env) / subfolder, Path(env)] if env else []
+
+
+def _fashion_mnist(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, ...]]:
+    places = _candidates(root, "fashion-mnist") or [FASHION_MNIST_DIR]
+    for place in places:
+        try:
+            return formats.load_idx_pair(place, "train"), formats.load_idx_pair(place, "t10k"), FASHION_MNIST_CLASSES
+        except (DatasetNotFoundError, FileNotFoundError, NotADirectoryError):
+            continue
+    raise DatasetNotFoundError(
+        f"Fashion-MNIST idx files not found in {', '.join(map(str, places))}; install Debian's package "
+        f"(sudo apt-get install dataset-fashion-mnist) or point --data-root or ${DATA_ENV} at a folder "
+        "holding train-images-idx3-ubyte.gz and its siblings"
+    )
+
+
+def _require(root: str | Path | None, subfolder: str, what: str) -> Path:
+    for place in _candidates(root, subfolder):
+        if place.exists():
+            return place
+    raise DatasetNotFoundError(f"no {what} found; pass --data-root (or set ${DATA_ENV}) to the folder holding it")
+
+
+def _idx(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, ...]]:
+    place = _require(root, "mnist", "idx dataset (train-images-idx3-ubyte[.gz] and siblings)")
+    return formats.load_idx_pair(place, "train"), formats.load_idx_pair(place, "t10k"), ()
+
+
+def _cifar(subfolder: str) -> Callable[[str | Path | None], tuple[Arrays, Arrays, tuple[str, ...]]]:
+    def load(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, ...]]:
+        place = _require(root, subfolder, f"CIFAR python pickles ({subfolder})")
+        data = formats.load_cifar_pickles(place)
+        return data["train"], data["test"], data["classes"]  # type: ignore[return-value]
+
+    return load
+
+
+def _npz(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, ...]]:
+    place = _require(root, "npz", "folder with train.npz and test.npz")
+    return formats.load_npz(place / "train.npz"), formats.load_npz(place / "test.npz"), ()
+
+
+def _image_folder(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, ...]]:
+    place = _require(root, "images", "image folder (<root>/train/<class>/*, <root>/test/<class>/*)")
+    x_train, y_train, classes = formats.load_image_folder(place / "train")
+    x_test, y_test, test_classes = formats.load_image_folder(place / "test")
+    if test_classes != classes:
+        raise InvalidInputError(f"{place}: train classes {classes} differ from test classes {test_classes}")
+    return (x_train, y_train), (x_test, y_test), classes
+
+
+DATASETS: dict[str, Callable[[str | Path | None], tuple[Arrays, Arrays, tuple[str, ...]]]] = {
+    "fashion-mnist": _fashion_mnist,
+    "idx": _idx,
+    "cifar10": _cifar("cifar-10-batches-py"),
+    "cifar100": _cifar("cifar-100-python"),
+    "npz": _npz,
+    "imagefolder": _image_folder,
+}
+
+
+def _standardiser(x_train: np.ndarray) -> Callable[[np.ndarray], Tensor]:
+    """Per-channel (per-feature for tabular data) standardisation with the training statistics."""
+    scale = 255.0 if x_train.dtype == np.uint8 else 1.0
+    reduce_axes = (0, *range(2, x_train.ndim))
+    t = torch.from_numpy(np.ascontiguousarray(x_train)).float().div_(scale)
+    mean = t.mean(dim=reduce_axes, keepdim=True)
+    std = t.std(dim=reduce_axes, keepdim=True).clamp_min(1e-8)
+
+    def apply(x: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).float().div_(scale).sub_(mean).div_(std)
+
+    return apply
+
+
+def load_dataset(name: str, root: str | Path | None = None) -> DataSplits:
+    """Load a named dataset as standardised float tensors (train statistics) with train and test parts."""
+    if name not in DATASETS:
+        raise UnknownNameError("dataset", name, DATASETS)
+    (x_train, y_train), (x_test, y_test), classes = DATASETS[name](root)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise InvalidInputError(f"{name}: train inputs {x_train.shape[1:]} and test inputs {x_test.shape[1:]} differ")
+    num_classes = len(classes) or int(max(y_train.max(), y_test.max())) + 1
+    standardise = _standardiser(x_train)
+
+    def make(x: np.ndarray, y: np.ndarray) -> InMemoryDataset:
+        return InMemoryDataset(standardise(x), torch.from_numpy(y), num_classes, classes)
+
+    return DataSplits(name=name, train=make(x_train, y_train), test=make(x_test, y_test))
+
+
+def prepare_splits(
+    splits: DataSplits,
+    *,
+    val_fraction: float = 0.0,
+    label_noise: float = 0.0,
+    noise_kind: str = "symmetric",
+    imbalance_ratio: float = 1.0,
+    seed: int = 0,
+) -> DataSplits:
+    """Hold out a stratified validation split, then make the training part long-tailed and/or noisy.
+
+    Validation and test labels stay clean; the training part keeps its clean labels for auditing.
+    """
+    train, val = splits.train, None
+    if val_fraction > 0:
+        kept, held_out = stratified_split(train.targets, val_fraction, seed)
+        train, val = train.subset(kept), train.subset(held_out)
+    if imbalance_ratio != 1.0:
+        train = train.subset(long_tailed_indices(train.targets, train.num_classes, imbalance_ratio, seed))
+    if label_noise > 0:
+        noisy = add_label_noise(train.targets, train.num_classes, label_noise, noise_kind, seed)
+        train = train.with_targets(noisy.to(train.device))
+    return replace(splits, train=train, val=val)

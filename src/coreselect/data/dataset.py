@@ -1,0 +1,90 @@
+"""An in-memory labelled dataset indexed by whole batches of indices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+from coreselect.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class InMemoryDataset:
+    """Inputs and integer labels held as tensors; ``ds[idx]`` gathers a whole batch at once.
+
+    ``clean_targets`` holds the labels before any injected noise, so that ``noise_mask`` (and the noisy
+    share of a selection) can be audited afterwards.
+    """
+
+    inputs: Tensor
+    targets: Tensor
+    num_classes: int
+    classes: tuple[str, ...] = field(default=())
+    clean_targets: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.inputs.shape[0] != self.targets.shape[0]:
+            raise InvalidInputError(
+                f"{self.inputs.shape[0]} inputs but {self.targets.shape[0]} labels; "
+                "give one label per example"
+            )
+        if self.targets.ndim != 1 or self.targets.dtype.is_floating_point:
+            raise InvalidInputError("labels must be a 1-d integer tensor of class indices")
+        if self.num_classes < 1:
+            raise InvalidInputError(f"num_classes must be positive, got {self.num_classes}")
+        if len(self.targets) and (int(self.targets.min()) < 0 or int(self.targets.max()) >= self.num_classes):
+            raise InvalidInputError(
+                f"labels must lie in [0, {self.num_classes - 1}] but range over "
+                f"[{int(self.targets.min())}, {int(self.targets.max())}]; remap the labels or raise num_classes"
+            )
+        if not self.classes:
+            object.__setattr__(self, "classes", tuple(str(c) for c in range(self.num_classes)))
+        elif len(self.classes) != self.num_classes:
+            raise InvalidInputError(f"{len(self.classes)} class names for {self.num_classes} classes")
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def __getitem__(self, indices: Tensor | Sequence[int] | slice) -> tuple[Tensor, Tensor]:
+        if not isinstance(indices, slice | Tensor):
+            indices = torch.as_tensor(indices, dtype=torch.long)
+        if isinstance(indices, Tensor) and indices.device != self.inputs.device:
+            indices = indices.to(self.inputs.device)
+        return self.inputs[indices], self.targets[indices]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.inputs.shape[1:])
+
+    @property
+    def device(self) -> torch.device:
+        return self.inputs.device
+
+    @property
+    def noise_mask(self) -> Tensor:
+        """True where the label was corrupted (all False when no noise was injected)."""
+        if self.clean_targets is None:
+            return torch.zeros_like(self.targets, dtype=torch.bool)
+        return self.targets != self.clean_targets
+
+    def class_counts(self) -> Tensor:
+        return torch.bincount(self.targets.cpu(), minlength=self.num_classes)
+
+    def subset(self, indices: Tensor) -> InMemoryDataset:
+        """The examples at ``indices``, in that order."""
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        clean = None if self.clean_targets is None else self.clean_targets[indices.to(self.device)]
+        x, y = self[indices]
+        return replace(self, inputs=x, targets=y, clean_targets=clean)
+
+    def with_targets(self, targets: Tensor) -> InMemoryDataset:
+        """A copy with new labels; the current labels are kept as the clean ones."""
+        clean = self.targets if self.clean_targets is None else self.clean_targets
+        return replace(self, targets=targets, clean_targets=clean)
+
+    def to(self, device: torch.device | str) -> InMemoryDataset:
+        clean = None if self.clean_targets is None else self.clean_targets.to(device)
+        return replace(self, inputs=self.inputs.to(device), targets=self.targets.to(device), clean_targets=clean)

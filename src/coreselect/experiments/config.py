@@ -1,0 +1,68 @@
+"""The configuration of one run, validated, with a stable identity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from coreselect.data.catalog import DATASETS
+from coreselect.errors import UnknownNameError
+from coreselect.models.zoo import MODELS
+from coreselect.strategies.registry import strategy_spec, validate_params
+from coreselect.train.config import TrainConfig
+from coreselect.validation import validated
+
+SETTING_FIELDS = ("dataset", "data_root", "model", "val_fraction", "label_noise", "noise_kind", "imbalance")
+
+
+class RunConfig(BaseModel):
+    """Data, model, strategy, seed and training recipe of one run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = "fashion-mnist"
+    data_root: str | None = None
+    model: str = "lenet"
+    strategy: str = "random"
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = Field(0, ge=0)
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    label_noise: float = Field(0.0, ge=0.0, le=1.0)
+    noise_kind: Literal["symmetric", "uniform", "pair"] = "symmetric"
+    imbalance: float = Field(1.0, ge=1.0, description="long-tail ratio n_max / n_min of the training part")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @classmethod
+    def create(cls, **values: Any) -> RunConfig:
+        """Validate names and values; a full-data strategy gets budget 1 whatever was asked."""
+        train = values.pop("train", None)
+        train = train if isinstance(train, TrainConfig) else validated(TrainConfig, train or {}, "training settings")
+        config = validated(cls, {**values, "train": train}, "run configuration")
+        if config.dataset not in DATASETS:
+            raise UnknownNameError("dataset", config.dataset, DATASETS)
+        if config.model not in MODELS:
+            raise UnknownNameError("model", config.model, MODELS)
+        params = validate_params(config.strategy, config.params).model_dump(mode="json")
+        if strategy_spec(config.strategy).full_data and config.train.budget != 1.0:
+            train = config.train.model_copy(update={"budget": 1.0})
+        return config.model_copy(update={"params": params, "train": train})
+
+    @property
+    def run_id(self) -> str:
+        """Hash of the whole configuration: the same command resumes and finds the same run."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+    @property
+    def setting_key(self) -> str:
+        """Identity of the comparison this run belongs to: everything but strategy, budget and seed."""
+        setting = {k: getattr(self, k) for k in SETTING_FIELDS}
+        train = self.train.model_dump(exclude={"budget"})
+        return json.dumps({**setting, "train": train}, sort_keys=True)
+
+    @property
+    def method_label(self) -> str:
+        params = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.strategy}({params})" if params else self.strategy

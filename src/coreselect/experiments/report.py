@@ -1,0 +1,94 @@
+"""Comparison tables computed from the results store: accuracy, relative error, cost and speed-up.
+
+Relative error against full data is ``(acc_full − acc) / acc_full`` in percent, computed per seed
+against the mean accuracy of the ``full`` runs of the same setting (CREST's Table 1 convention).
+Speed-up is the full run's mean selection + training wall-clock over the method's.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+from tabulate import tabulate
+
+from coreselect.experiments.store import ResultStore, StoredRun
+
+REFERENCE = "full"
+
+
+@dataclass(frozen=True)
+class MethodSummary:
+    setting: dict
+    method: str
+    budget: float
+    seeds: int
+    accuracy_mean: float
+    accuracy_std: float
+    relative_error_mean: float | None
+    relative_error_std: float | None
+    time_s: float
+    selection_share: float
+    speedup: float | None
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(runs: list[StoredRun]) -> list[MethodSummary]:
+    """One row per (setting, method, budget) over the finished runs, references first."""
+    groups: dict[str, dict[tuple[str, float], list[StoredRun]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if run.status == "done" and run.test_accuracy is not None:
+            groups[run.config.setting_key][(run.config.method_label, run.config.train.budget)].append(run)
+    rows = []
+    for setting_key, methods in groups.items():
+        full = [r for (name, _), rs in methods.items() if name == REFERENCE for r in rs]
+        full_acc = statistics.fmean(r.test_accuracy for r in full) if full else None  # type: ignore[misc]
+        full_time = statistics.fmean(r.learning_s for r in full) if full else None
+        ordered = sorted(methods.items(), key=lambda kv: (kv[0][0] != REFERENCE, -kv[0][1], kv[0][0]))
+        for (name, budget), rs in ordered:
+            accs = [float(r.test_accuracy) for r in rs]  # type: ignore[arg-type]
+            rel = [100.0 * (full_acc - a) / full_acc for a in accs] if full_acc else None
+            time_s = statistics.fmean(r.learning_s for r in rs)
+            selection = statistics.fmean(r.selection_s or 0.0 for r in rs)
+            rows.append(MethodSummary(
+                setting=json.loads(setting_key),
+                method=name,
+                budget=budget,
+                seeds=len(rs),
+                accuracy_mean=statistics.fmean(accs),
+                accuracy_std=_std(accs),
+                relative_error_mean=statistics.fmean(rel) if rel else None,
+                relative_error_std=_std(rel) if rel else None,
+                time_s=time_s,
+                selection_share=selection / time_s if time_s > 0 else 0.0,
+                speedup=full_time / time_s if full_time and time_s > 0 else None,
+            ))
+    return rows
+
+
+def format_table(rows: list[MethodSummary], tablefmt: str = "github") -> str:
+    """The summary as a text table (any ``tabulate`` format)."""
+    headers = ["dataset", "model", "epochs", "noise", "method", "budget", "seeds", "test acc (%)",
+               "rel. error (%)", "time (s)", "selection", "speed-up"]
+    table = []
+    for r in rows:
+        s = r.setting
+        rel = "—" if r.relative_error_mean is None else f"{r.relative_error_mean:.2f} ± {r.relative_error_std:.2f}"
+        table.append([
+            s["dataset"], s["model"], s["train"]["epochs"], f"{s['label_noise']:g}", r.method, f"{r.budget:g}",
+            r.seeds, f"{100 * r.accuracy_mean:.2f} ± {100 * r.accuracy_std:.2f}", rel, f"{r.time_s:.1f}",
+            f"{100 * r.selection_share:.1f}%", "—" if r.speedup is None else f"{r.speedup:.2f}×",
+        ])
+    return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+def report(store: ResultStore, tablefmt: str = "github") -> str:
+    rows = summarise(store.runs(status="done"))
+    if not rows:
+        return f"no finished runs in {store.path}; run `coreselect train ... --store {store.path}` first"
+    return format_table(rows, tablefmt)

@@ -1,0 +1,83 @@
+"""Run one configuration end to end: data, model, strategy, trainer, store. Resumes interrupted runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from coreselect.data.catalog import load_dataset, prepare_splits
+from coreselect.errors import CoreselectError
+from coreselect.experiments.config import RunConfig
+from coreselect.experiments.store import ResultStore, StoredRun
+from coreselect.models.zoo import check_model_fits, create_model
+from coreselect.strategies.registry import create_strategy
+from coreselect.train.callbacks import Callback
+from coreselect.train.trainer import Trainer
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def checkpoint_path(store: ResultStore, config: RunConfig) -> Path:
+    return store.path.parent / f"{store.path.name}.checkpoints" / f"{config.run_id}.pt"
+
+
+def run_experiment(
+    config: RunConfig,
+    store: ResultStore,
+    *,
+    device: str = "auto",
+    progress_bar: bool = True,
+    callbacks: Sequence[Callback] = (),
+    rerun: bool = False,
+) -> StoredRun:
+    """Train ``config`` and store it; a finished run is returned from the store unless ``rerun``."""
+    existing = store.get(config.run_id)
+    if existing is not None and existing.status == "done" and not rerun:
+        return existing
+    splits = prepare_splits(
+        load_dataset(config.dataset, config.data_root),
+        val_fraction=config.val_fraction,
+        label_noise=config.label_noise,
+        noise_kind=config.noise_kind,
+        imbalance_ratio=config.imbalance,
+        seed=config.seed,
+    )
+    torch.manual_seed(config.seed)
+    model = create_model(config.model, splits.train.input_shape, splits.train.num_classes)
+    check_model_fits(model, splits.train.inputs[:2], splits.train.num_classes, name=config.model)
+    strategy = create_strategy(config.strategy, **config.params)
+    path = checkpoint_path(store, config)
+    if rerun:
+        path.unlink(missing_ok=True)
+    trainer = Trainer(
+        model,
+        strategy,
+        splits.train,
+        splits.test,
+        config.train,
+        val=splits.val,
+        seed=config.seed,
+        device=resolve_device(device),
+        checkpoint_path=path,
+        callbacks=callbacks,
+        progress_bar=progress_bar,
+        description=f"{config.method_label} b={config.train.budget:g} s={config.seed}",
+    )
+    store.begin(config)
+    try:
+        result = trainer.fit()
+    except CoreselectError as err:
+        store.fail(config, str(err))
+        raise
+    store.finish(config, result, noise_mask=splits.train.noise_mask.cpu())
+    path.unlink(missing_ok=True)
+    stored = store.get(config.run_id)
+    assert stored is not None
+    return stored

@@ -1,0 +1,22 @@
+"""Per-example signals in batched closed form: logits, losses, logit and last-layer gradients, distances."""
+
+from coreselect.signals.forward import ForwardOutputs, forward_in_batches
+from coreselect.signals.gradients import (
+    last_layer_gradient_norms,
+    last_layer_gradients,
+    last_layer_pairwise_sq_distances,
+    logit_gradients,
+    pairwise_sq_distances,
+    per_example_losses,
+)
+
+__all__ = [
+    "ForwardOutputs",
+    "forward_in_batches",
+    "last_layer_gradient_norms",
+    "last_layer_gradients",
+    "last_layer_pairwise_sq_distances",
+    "logit_gradients",
+    "pairwise_sq_distances",
+    "per_example_losses",
+]

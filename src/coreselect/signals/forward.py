@@ -1,0 +1,58 @@
+"""No-grad forward passes over many examples, in chunks, with optional penultimate features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from coreselect.models.features import PenultimateFeatures
+
+
+@dataclass(frozen=True)
+class ForwardOutputs:
+    logits: Tensor
+    features: Tensor | None = None
+
+
+@torch.no_grad()
+def forward_in_batches(
+    model: nn.Module,
+    inputs: Tensor,
+    *,
+    batch_size: int = 1024,
+    with_features: bool = False,
+    train_mode: bool = False,
+) -> ForwardOutputs:
+    """Logits (and penultimate features) of ``inputs``, computed ``batch_size`` rows at a time.
+
+    Runs in eval mode unless ``train_mode``; the model's mode is restored afterwards. Inputs are moved to
+    the model's device chunk by chunk, so they may stay on the CPU.
+    """
+    was_training = model.training
+    model.train(train_mode)
+    device = next(model.parameters()).device
+    logits, features = [], []
+    try:
+        with PenultimateFeatures(model) if with_features else _NoHook() as hook:
+            for start in range(0, inputs.shape[0], batch_size):
+                logits.append(model(inputs[start : start + batch_size].to(device, non_blocking=True)))
+                if with_features:
+                    features.append(hook.value)
+    finally:
+        model.train(was_training)
+    if not logits:
+        empty = torch.empty(0, 0, device=device)
+        return ForwardOutputs(empty, empty if with_features else None)
+    return ForwardOutputs(torch.cat(logits), torch.cat(features) if with_features else None)
+
+
+class _NoHook:
+    value = None
+
+    def __enter__(self) -> _NoHook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None

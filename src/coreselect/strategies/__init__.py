@@ -1,0 +1,31 @@
+"""Strategies: every selection method is a source of weighted mini-batches (see :class:`Strategy`)."""
+
+from coreselect.strategies import baselines  # noqa: F401  (registers the strategies)
+from coreselect.strategies.epochs import EpochStrategy, Selection
+from coreselect.strategies.protocol import (
+    Batch,
+    Budget,
+    Context,
+    SelectionLog,
+    SelectionRound,
+    StepOutput,
+    Strategy,
+)
+from coreselect.strategies.registry import STRATEGIES, create_strategy, register, strategy_spec, validate_params
+
+__all__ = [
+    "STRATEGIES",
+    "Batch",
+    "Budget",
+    "Context",
+    "EpochStrategy",
+    "Selection",
+    "SelectionLog",
+    "SelectionRound",
+    "StepOutput",
+    "Strategy",
+    "create_strategy",
+    "register",
+    "strategy_spec",
+    "validate_params",
+]

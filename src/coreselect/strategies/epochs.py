@@ -1,0 +1,93 @@
+"""Shuffled passes over a selection: the base of every strategy that trains on a (re)selected subset."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from coreselect.strategies.protocol import Batch, Context, StepOutput
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Indices into the training set with optional per-example loss weights (mean 1 by convention)."""
+
+    indices: Tensor
+    weights: Tensor | None = None
+
+
+class EpochStrategy(ABC):
+    """Cuts each pass over the current selection into shuffled mini-batches of ``ctx.batch_size``.
+
+    Subclasses implement :meth:`select`, called at the start of every pass; returning ``None`` keeps the
+    previous selection. The last batch of a pass may be smaller.
+    """
+
+    name = "epoch-strategy"
+
+    def __init__(self) -> None:
+        self.ctx: Context | None = None
+        self.generator = torch.Generator()
+        self._epoch = 0
+        self._selection: Selection | None = None
+        self._order: Tensor | None = None
+        self._cursor = 0
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.generator.manual_seed(ctx.seed)
+
+    @property
+    def context(self) -> Context:
+        if self.ctx is None:
+            raise RuntimeError(f"call {type(self).__name__}.setup(ctx) before drawing batches")
+        return self.ctx
+
+    @abstractmethod
+    def select(self, epoch: int) -> Selection | None:
+        """The selection for pass ``epoch`` (0-based), or None to keep the previous one."""
+
+    def observe(self, batch: Batch, out: StepOutput) -> None:  # noqa: B027 - optional hook
+        """Per-example outputs of the step that used ``batch``; ignored unless a subclass needs them."""
+
+    def _begin_epoch(self) -> None:
+        selection = self.select(self._epoch)
+        if selection is not None:
+            self._selection = selection
+        if self._selection is None:
+            raise RuntimeError(f"{type(self).__name__}.select returned None before any selection")
+        self._order = torch.randperm(len(self._selection.indices), generator=self.generator)
+        self._cursor = 0
+        self._epoch += 1
+
+    def batches(self) -> Iterator[Batch]:
+        batch_size = self.context.batch_size
+        while True:
+            if self._order is None or self._cursor >= len(self._order):
+                self._begin_epoch()
+            assert self._selection is not None and self._order is not None
+            positions = self._order[self._cursor : self._cursor + batch_size]
+            self._cursor += len(positions)
+            weights = self._selection.weights
+            yield Batch(self._selection.indices[positions], None if weights is None else weights[positions])
+
+    def state_dict(self) -> dict[str, Any]:
+        sel = self._selection
+        return {
+            "generator": self.generator.get_state(),
+            "epoch": self._epoch,
+            "cursor": self._cursor,
+            "order": self._order,
+            "selection": None if sel is None else {"indices": sel.indices, "weights": sel.weights},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self._epoch, self._cursor, self._order = state["epoch"], state["cursor"], state["order"]
+        sel = state["selection"]
+        self._selection = None if sel is None else Selection(sel["indices"], sel["weights"])

@@ -1,0 +1,147 @@
+"""The one interface every selection method implements: a source of weighted mini-batches."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from coreselect.data.dataset import InMemoryDataset
+from coreselect.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Which training examples the next step sees, and the weight of each one's loss (None = all 1)."""
+
+    indices: Tensor
+    weights: Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def head(self, n: int) -> Batch:
+        """The first ``n`` examples of the batch (the whole batch if it has no more)."""
+        if n >= len(self):
+            return self
+        return Batch(self.indices[:n], None if self.weights is None else self.weights[:n])
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What a training step computed anyway, handed back to the strategy for free."""
+
+    step: int
+    logits: Tensor
+    losses: Tensor
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Back-propagated examples allowed, as a fraction of full training for ``epochs`` epochs.
+
+    A *compressed epoch* holds ``fraction · n`` examples, so a budgeted run has ``epochs`` of them.
+    """
+
+    fraction: float
+    epochs: int
+    dataset_size: int
+    batch_size: int
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction <= 1.0 or not math.isfinite(self.fraction):
+            raise InvalidInputError(
+                f"budget must lie in (0, 1] (the fraction of full training's back-propagated examples), "
+                f"got {self.fraction}"
+            )
+        if self.epochs < 1 or self.batch_size < 1 or self.dataset_size < 1:
+            raise InvalidInputError("epochs, batch size and dataset size must be positive")
+
+    @property
+    def total_examples(self) -> int:
+        return max(1, round(self.fraction * self.epochs * self.dataset_size))
+
+    @property
+    def total_steps(self) -> int:
+        """Steps when every batch is full (the trainer's schedule follows examples, not steps)."""
+        return math.ceil(self.total_examples / self.batch_size)
+
+    @property
+    def epoch_examples(self) -> int:
+        return max(1, round(self.fraction * self.dataset_size))
+
+
+@dataclass
+class SelectionRound:
+    step: int
+    indices: Tensor
+    weights: Tensor | None
+
+
+@dataclass
+class SelectionLog:
+    """What strategies report about their selections; the trainer stores it with the run."""
+
+    step: int = 0
+    rounds: list[SelectionRound] = field(default_factory=list)
+    forward_examples: int = 0
+
+    def record(self, indices: Tensor, weights: Tensor | None = None) -> None:
+        """Note a selection made at the current step (indices into the training set)."""
+        weights = None if weights is None else weights.detach().cpu().float()
+        self.rounds.append(SelectionRound(self.step, indices.detach().cpu().to(torch.int64), weights))
+
+    def count_forward(self, n: int) -> None:
+        """Note ``n`` examples forwarded for selection (not back-propagated)."""
+        self.forward_examples += int(n)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "forward_examples": self.forward_examples,
+            "rounds": [{"step": r.step, "indices": r.indices, "weights": r.weights} for r in self.rounds],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.forward_examples = state["step"], state["forward_examples"]
+        self.rounds = [SelectionRound(r["step"], r["indices"], r["weights"]) for r in state["rounds"]]
+
+
+@dataclass
+class Context:
+    """Everything a strategy may use: model, data, budget, seed, device, and the selection log."""
+
+    model: nn.Module
+    train: InMemoryDataset
+    budget: Budget
+    seed: int = 0
+    val: InMemoryDataset | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    log: SelectionLog = field(default_factory=SelectionLog)
+
+    @property
+    def batch_size(self) -> int:
+        return self.budget.batch_size
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """A source of weighted mini-batches; it decides itself when and what to (re)select."""
+
+    name: str
+
+    def setup(self, ctx: Context) -> None: ...
+
+    def batches(self) -> Iterator[Batch]:
+        """Endless batches; after ``load_state_dict`` they resume where the last consumed one left off."""
+        ...
+
+    def observe(self, batch: Batch, out: StepOutput) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

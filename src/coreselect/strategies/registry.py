@@ -1,0 +1,62 @@
+"""Strategies created by name, with their parameters validated."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from coreselect.errors import UnknownNameError
+from coreselect.strategies.protocol import Strategy
+from coreselect.validation import validated
+
+
+class NoParams(BaseModel):
+    """A strategy without parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    name: str
+    family: str
+    summary: str
+    params: type[BaseModel]
+    factory: Callable[[Any], Strategy]
+    full_data: bool = False  # trains on every example: the run's budget is 1 whatever is asked
+
+
+STRATEGIES: dict[str, StrategySpec] = {}
+
+
+def register(
+    name: str, *, family: str, summary: str, params: type[BaseModel] = NoParams, full_data: bool = False
+) -> Callable[[Callable[[Any], Strategy]], Callable[[Any], Strategy]]:
+    """Class decorator: make a strategy creatable by ``name``; its constructor takes a ``params`` model."""
+
+    def decorate(factory: Callable[[Any], Strategy]) -> Callable[[Any], Strategy]:
+        if name in STRATEGIES:
+            raise ValueError(f"strategy {name!r} registered twice")
+        STRATEGIES[name] = StrategySpec(name, family, summary, params, factory, full_data)
+        return factory
+
+    return decorate
+
+
+def strategy_spec(name: str) -> StrategySpec:
+    if name not in STRATEGIES:
+        raise UnknownNameError("strategy", name, STRATEGIES)
+    return STRATEGIES[name]
+
+
+def validate_params(name: str, params: dict[str, Any] | None = None) -> BaseModel:
+    """The validated parameter model of strategy ``name``; a clear one-line error otherwise."""
+    return validated(strategy_spec(name).params, params or {}, f"parameters for strategy {name!r}")
+
+
+def create_strategy(name: str, **params: Any) -> Strategy:
+    """Create the strategy registered as ``name`` with validated ``params``."""
+    return strategy_spec(name).factory(validate_params(name, params))

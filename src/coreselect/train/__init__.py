@@ -1,0 +1,21 @@
+"""Training layer: the budgeted trainer, schedules, evaluation, timing, callbacks and checkpoints."""
+
+from coreselect.train.callbacks import Callback
+from coreselect.train.config import TrainConfig
+from coreselect.train.evaluation import Evaluation, evaluate
+from coreselect.train.schedule import lr_factor, make_optimizer
+from coreselect.train.timing import Timings
+from coreselect.train.trainer import EvalRecord, Trainer, TrainResult
+
+__all__ = [
+    "Callback",
+    "EvalRecord",
+    "Evaluation",
+    "Timings",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "evaluate",
+    "lr_factor",
+    "make_optimizer",
+]

@@ -1,0 +1,249 @@
+"""The trainer: drives any strategy until the budget of back-propagated examples is spent."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from coreselect.data.dataset import InMemoryDataset
+from coreselect.errors import NonFiniteLossError
+from coreselect.signals import per_example_losses
+from coreselect.strategies.protocol import Batch, Budget, Context, SelectionRound, StepOutput, Strategy
+from coreselect.train.callbacks import Callback
+from coreselect.train.checkpoint import load_checkpoint, save_checkpoint
+from coreselect.train.config import TrainConfig
+from coreselect.train.evaluation import evaluate
+from coreselect.train.schedule import make_optimizer, set_learning_rate
+from coreselect.train.timing import Timings
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One evaluation point of a run."""
+
+    step: int
+    examples: int
+    test_accuracy: float
+    test_loss: float
+    train_loss: float
+    selection_s: float
+    training_s: float
+    evaluation_s: float
+
+
+@dataclass
+class TrainResult:
+    test_accuracy: float
+    test_loss: float
+    steps: int
+    examples: int
+    selection_forward_examples: int
+    timings: Timings
+    history: list[EvalRecord]
+    selections: list[SelectionRound]
+    resumed_from_step: int | None = None
+
+
+@dataclass
+class _Progress:
+    step: int = 0
+    examples: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    timings: Timings = field(default_factory=Timings)
+    history: list[EvalRecord] = field(default_factory=list)
+
+
+class Trainer:
+    """Consumes a strategy's batches with a weighted per-example loss until the budget is spent.
+
+    The LR schedule follows the share of the budget spent, evaluation happens at ``eval_points`` evenly
+    spaced points, and each evaluation writes a checkpoint to ``checkpoint_path`` (if given) from which an
+    interrupted run resumes exactly.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        strategy: Strategy,
+        train: InMemoryDataset,
+        test: InMemoryDataset,
+        config: TrainConfig,
+        *,
+        val: InMemoryDataset | None = None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        checkpoint_path: str | Path | None = None,
+        callbacks: Sequence[Callback] = (),
+        progress_bar: bool = True,
+        description: str = "",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.config = config
+        self.train_data, self.test_data = train.to(self.device), test.to(self.device)
+        self.budget = Budget(config.budget, config.epochs, len(train), config.batch_size)
+        self.context = Context(
+            model=self.model,
+            train=self.train_data,
+            budget=self.budget,
+            seed=seed,
+            val=None if val is None else val.to(self.device),
+            device=self.device,
+        )
+        self.strategy = strategy
+        self.optimizer = make_optimizer(self.model.parameters(), config)
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.callbacks = list(callbacks)
+        self.progress_bar = progress_bar
+        self.description = description
+        self.state = _Progress()
+        self._eval_examples = self._evaluation_schedule()
+
+    def _evaluation_schedule(self) -> list[int]:
+        """Budget positions (in examples) at which to evaluate, evenly spaced, the last at the end."""
+        total, points = self.budget.total_examples, self.config.eval_points
+        return sorted({math.ceil(k * total / points) for k in range(1, points + 1)})
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _checkpoint_state(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "log": self.context.log.state_dict(),
+            "progress": {
+                "step": s.step,
+                "examples": s.examples,
+                "timings": s.timings.as_dict(),
+                "history": [asdict(r) for r in s.history],
+            },
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.strategy.load_state_dict(ckpt["strategy"])
+        self.context.log.load_state_dict(ckpt["log"])
+        p = ckpt["progress"]
+        self.state = _Progress(
+            step=p["step"],
+            examples=p["examples"],
+            timings=Timings(**p["timings"]),
+            history=[EvalRecord(**r) for r in p["history"]],
+        )
+        torch.set_rng_state(ckpt["torch_rng"])
+        if ckpt["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def _step(self, batch: Batch) -> StepOutput:
+        s = self.state
+        set_learning_rate(self.optimizer, self.config, s.examples / self.budget.total_examples)
+        x, y = self.train_data[batch.indices]
+        self.model.train()
+        logits = self.model(x)
+        losses = per_example_losses(logits, y)
+        weighted = losses if batch.weights is None else losses * batch.weights.to(losses.device)
+        loss = weighted.mean()
+        if not torch.isfinite(loss):
+            self._stop_on_non_finite(float(loss))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        s.loss_sum += float(loss.detach())
+        s.loss_count += 1
+        return StepOutput(step=s.step, logits=logits.detach(), losses=losses.detach())
+
+    def _stop_on_non_finite(self, value: float) -> None:
+        s = self.state
+        if self.checkpoint_path is not None and self.checkpoint_path.is_file():
+            kept = f"the last good checkpoint (step {s.history[-1].step if s.history else 0}) is kept at " \
+                   f"{self.checkpoint_path}"
+        else:
+            kept = "no checkpoint had been written yet"
+        raise NonFiniteLossError(
+            f"training loss became {value} at step {s.step + 1}; stopped, {kept}; "
+            "lower the learning rate (--lr) or check the inputs for non-finite values"
+        )
+
+    def _evaluate(self) -> None:
+        s = self.state
+        with s.timings.section("evaluation", self.device):
+            result = evaluate(self.model, self.test_data, self.config.eval_batch_size)
+        record = EvalRecord(
+            step=s.step,
+            examples=s.examples,
+            test_accuracy=result.accuracy,
+            test_loss=result.loss,
+            train_loss=s.loss_sum / max(s.loss_count, 1),
+            selection_s=s.timings.selection,
+            training_s=s.timings.training,
+            evaluation_s=s.timings.evaluation,
+        )
+        s.history.append(record)
+        s.loss_sum, s.loss_count = 0.0, 0
+        for cb in self.callbacks:
+            cb.on_evaluation(self, record)
+        if self.checkpoint_path is not None:
+            save_checkpoint(self.checkpoint_path, self._checkpoint_state())
+
+    def fit(self) -> TrainResult:
+        """Train until the budget is spent, resuming from the checkpoint if one exists."""
+        resumed_from = None
+        ckpt = load_checkpoint(self.checkpoint_path) if self.checkpoint_path is not None else None
+        self.strategy.setup(self.context)
+        if ckpt is not None:
+            self._restore(ckpt)
+            resumed_from = self.state.step
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        s, total = self.state, self.budget.total_examples
+        pending = [e for e in self._eval_examples if e > s.examples]
+        bar = tqdm(total=total, initial=s.examples, unit="ex", unit_scale=True, desc=self.description,
+                   disable=not self.progress_bar, leave=False)
+        batches = self.strategy.batches()
+        with bar:
+            while s.examples < total:
+                self.context.log.step = s.step
+                with s.timings.section("selection", self.device):
+                    batch = next(batches).head(total - s.examples)
+                with s.timings.section("training", self.device):
+                    out = self._step(batch)
+                with s.timings.section("selection", self.device):
+                    self.strategy.observe(batch, out)
+                s.step += 1
+                s.examples += len(batch)
+                bar.update(len(batch))
+                for cb in self.callbacks:
+                    cb.on_step_end(self, batch, out)
+                if pending and s.examples >= pending[0]:
+                    while pending and s.examples >= pending[0]:
+                        pending.pop(0)
+                    self._evaluate()
+                    bar.set_postfix(acc=f"{s.history[-1].test_accuracy:.4f}")
+        last = s.history[-1]
+        result = TrainResult(
+            test_accuracy=last.test_accuracy,
+            test_loss=last.test_loss,
+            steps=s.step,
+            examples=s.examples,
+            selection_forward_examples=self.context.log.forward_examples,
+            timings=s.timings,
+            history=list(s.history),
+            selections=list(self.context.log.rounds),
+            resumed_from_step=resumed_from,
+        )
+        for cb in self.callbacks:
+            cb.on_train_end(self, result)
+        return result
