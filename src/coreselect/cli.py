@@ -37,7 +37,9 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 
 @app.command()
 def train(
-    dataset: Annotated[str, typer.Option(help="fashion-mnist, idx, cifar10, cifar100, npz, imagefolder")] = "fashion-mnist",
+    dataset: Annotated[
+        str, typer.Option(help="fashion-mnist, idx, cifar10, cifar100, npz, imagefolder")
+    ] = "fashion-mnist",
     model: Annotated[str, typer.Option(help="mlp, lenet, cnn, resnet20, resnet18")] = "lenet",
     strategy: Annotated[str, typer.Option(help="a name from `coreselect methods`")] = "random",
     budget: Annotated[float, typer.Option(help="fraction of full training's back-propagated examples")] = 1.0,
@@ -86,7 +88,9 @@ def train(
 @app.command()
 def report(
     store: Annotated[Path, typer.Option(help=STORE_HELP)] = Path("runs/runs.db"),
-    fmt: Annotated[str, typer.Option("--format", help="any tabulate format: github, plain, latex, html, ...")] = "github",
+    fmt: Annotated[
+        str, typer.Option("--format", help="any tabulate format: github, plain, latex, html, ...")
+    ] = "github",
 ) -> None:
     """Print accuracy, relative error against full data, wall-clock and speed-up from the store."""
     from coreselect.experiments import ResultStore

@@ -16,6 +16,7 @@ from coreselect.data.corruption import add_label_noise, long_tailed_indices
 from coreselect.data.dataset import InMemoryDataset
 from coreselect.data.splits import stratified_split
 from coreselect.errors import DatasetNotFoundError, InvalidInputError, UnknownNameError
+from coreselect.seeding import derive_seed
 
 DATA_ENV = "CORESELECT_DATA"
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -149,15 +150,18 @@ def prepare_splits(
 ) -> DataSplits:
     """Hold out a stratified validation split, then make the training part long-tailed and/or noisy.
 
-    Validation and test labels stay clean; the training part keeps its clean labels for auditing.
+    Validation and test labels stay clean; the training part keeps its clean labels for auditing. Each step
+    draws from its own stream derived from ``seed``.
     """
     train, val = splits.train, None
     if val_fraction > 0:
-        kept, held_out = stratified_split(train.targets, val_fraction, seed)
+        kept, held_out = stratified_split(train.targets, val_fraction, derive_seed(seed, "validation-split"))
         train, val = train.subset(kept), train.subset(held_out)
     if imbalance_ratio != 1.0:
-        train = train.subset(long_tailed_indices(train.targets, train.num_classes, imbalance_ratio, seed))
+        kept = long_tailed_indices(train.targets, train.num_classes, imbalance_ratio, derive_seed(seed, "imbalance"))
+        train = train.subset(kept)
     if label_noise > 0:
-        noisy = add_label_noise(train.targets, train.num_classes, label_noise, noise_kind, seed)
+        noise_seed = derive_seed(seed, "label-noise")
+        noisy = add_label_noise(train.targets, train.num_classes, label_noise, noise_kind, noise_seed)
         train = train.with_targets(noisy.to(train.device))
     return replace(splits, train=train, val=val)

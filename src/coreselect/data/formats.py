@@ -91,7 +91,8 @@ def load_cifar_pickles(directory: str | Path) -> dict[str, object]:
     """
     directory = Path(directory)
     if (directory / "data_batch_1").is_file():
-        parts = [_unpickle(directory / f"data_batch_{i}") for i in range(1, 6) if (directory / f"data_batch_{i}").is_file()]
+        files = [directory / f"data_batch_{i}" for i in range(1, 6)]
+        parts = [_unpickle(f) for f in files if f.is_file()]
         test = _unpickle(directory / "test_batch")
         key, meta_file, names_key = "labels", "batches.meta", "label_names"
     elif (directory / "train").is_file():

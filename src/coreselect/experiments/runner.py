@@ -12,6 +12,7 @@ from coreselect.errors import CoreselectError
 from coreselect.experiments.config import RunConfig
 from coreselect.experiments.store import ResultStore, StoredRun
 from coreselect.models.zoo import check_model_fits, create_model
+from coreselect.seeding import derive_seed
 from coreselect.strategies.registry import create_strategy
 from coreselect.train.callbacks import Callback
 from coreselect.train.trainer import Trainer
@@ -49,7 +50,7 @@ def run_experiment(
         imbalance_ratio=config.imbalance,
         seed=config.seed,
     )
-    torch.manual_seed(config.seed)
+    torch.manual_seed(derive_seed(config.seed, "model-init"))
     model = create_model(config.model, splits.train.input_shape, splits.train.num_classes)
     check_model_fits(model, splits.train.inputs[:2], splits.train.num_classes, name=config.model)
     strategy = create_strategy(config.strategy, **config.params)

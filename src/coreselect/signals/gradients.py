@@ -21,7 +21,8 @@ def per_example_losses(logits: Tensor, targets: Tensor) -> Tensor:
 
 def logit_gradients(logits: Tensor, targets: Tensor) -> Tensor:
     """∂CE/∂z = softmax(z) − onehot(y) for each example, shape (n, C)."""
-    grads = torch.softmax(logits.float(), dim=1)
+    low_precision = logits.dtype in (torch.float16, torch.bfloat16)
+    grads = torch.softmax(logits.float() if low_precision else logits, dim=1)
     grads[torch.arange(len(targets), device=grads.device), targets] -= 1.0
     return grads
 

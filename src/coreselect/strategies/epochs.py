@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from coreselect.seeding import derive_seed
 from coreselect.strategies.protocol import Batch, Context, StepOutput
 
 
@@ -40,7 +41,7 @@ class EpochStrategy(ABC):
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.generator.manual_seed(ctx.seed)
+        self.generator.manual_seed(derive_seed(ctx.seed, f"strategy:{self.name}"))
 
     @property
     def context(self) -> Context:

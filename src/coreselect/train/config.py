@@ -16,7 +16,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     epochs: int = Field(20, ge=1, description="epochs of full training the budget is a fraction of")
-    budget: float = Field(1.0, gt=0.0, le=1.0, description="fraction of full training's back-propagated examples, in (0, 1]")
+    budget: float = Field(
+        1.0, gt=0.0, le=1.0, description="fraction of full training's back-propagated examples, in (0, 1]"
+    )
     batch_size: int = Field(128, ge=1)
     optimizer: OptimizerName = "sgd"
     lr: float = Field(0.1, gt=0.0, description="peak learning rate")

@@ -157,7 +157,7 @@ class Trainer:
         weighted = losses if batch.weights is None else losses * batch.weights.to(losses.device)
         loss = weighted.mean()
         if not torch.isfinite(loss):
-            self._stop_on_non_finite(float(loss))
+            self._stop_on_non_finite(float(loss.detach()))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -1,0 +1,88 @@
+"""Run configurations, the SQLite store and the report, computed from stored records."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import torch
+
+from coreselect.data import load_dataset, prepare_splits
+from coreselect.errors import InvalidInputError, UnknownNameError
+from coreselect.experiments import ResultStore, RunConfig, run_experiment, summarise
+from coreselect.experiments.report import format_table
+
+
+def _config(root: Path, strategy: str, seed: int, **extra) -> RunConfig:
+    return RunConfig.create(dataset="npz", data_root=str(root), model="mlp", strategy=strategy, seed=seed,
+                            train={"epochs": 3, "budget": 0.4, "batch_size": 32, "eval_points": 3}, **extra)
+
+
+def test_config_validation_and_identity(npz_root: Path) -> None:
+    full = _config(npz_root, "full", 0)
+    assert full.train.budget == 1.0  # full data ignores the asked budget
+    assert _config(npz_root, "random", 0).run_id == _config(npz_root, "random", 0).run_id
+    assert _config(npz_root, "random", 0).run_id != _config(npz_root, "random", 1).run_id
+    assert _config(npz_root, "random", 0).setting_key == _config(npz_root, "random-subset", 1).setting_key
+    with pytest.raises(UnknownNameError, match="unknown model"):
+        RunConfig.create(model="alexnet")
+    with pytest.raises(InvalidInputError, match="val_fraction"):
+        RunConfig.create(val_fraction=1.2)
+    with pytest.raises(InvalidInputError, match="epochs"):
+        RunConfig.create(train={"epochs": 0})
+
+
+def test_store_and_report(npz_root: Path, tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "runs.db")
+    for seed in (0, 1):
+        for strategy in ("full", "random"):
+            run_experiment(_config(npz_root, strategy, seed), store, progress_bar=False)
+    noisy_config = _config(npz_root, "random-subset", 0, label_noise=0.3)
+    noisy = run_experiment(noisy_config, store, progress_bar=False)
+
+    runs = store.runs(status="done")
+    assert len(runs) == 5
+    rows = {r.method: r for r in summarise(runs)}
+    full_acc = [r.test_accuracy for r in runs if r.config.strategy == "full"]
+    rand_acc = [r.test_accuracy for r in runs if r.config.strategy == "random"]
+    mean_full = sum(full_acc) / 2
+    expected_rel = sum(100 * (mean_full - a) / mean_full for a in rand_acc) / 2
+    assert rows["random"].relative_error_mean == pytest.approx(expected_rel)
+    assert rows["random"].accuracy_mean == pytest.approx(sum(rand_acc) / 2)
+    full_time = sum(r.selection_s + r.training_s for r in runs if r.config.strategy == "full") / 2
+    rand_time = sum(r.selection_s + r.training_s for r in runs if r.config.strategy == "random") / 2
+    assert rows["random"].speedup == pytest.approx(full_time / rand_time)
+    assert rows["full"].relative_error_mean == pytest.approx(0.0, abs=1e-9) or rows["full"].seeds == 2
+    # the noisy run is another setting: it has no full reference
+    assert rows["random-subset"].relative_error_mean is None
+    table = format_table(summarise(runs))
+    assert "random-subset" in table and "—" in table
+
+    # evaluations and selections come back as stored
+    evals = store.evaluations(noisy.run_id)
+    assert len(evals) == 3 and evals[-1].test_accuracy == noisy.test_accuracy
+    (selection,) = store.selections(noisy.run_id)
+    assert len(selection["indices"]) == round(0.4 * 600)
+    splits = prepare_splits(load_dataset("npz", npz_root), label_noise=0.3, seed=0)
+    expected_noisy = float(splits.train.noise_mask[selection["indices"]].float().mean())
+    assert selection["noisy_share"] == pytest.approx(expected_noisy)
+    assert 0.1 < expected_noisy < 0.5
+    random_run = next(r for r in runs if r.config.strategy == "random")
+    assert len(store.selections(random_run.run_id)) == 3  # one fresh subset per compressed epoch
+
+    with sqlite3.connect(store.path) as db:
+        stored = json.loads(db.execute("SELECT config FROM runs WHERE run_id = ?", (noisy.run_id,)).fetchone()[0])
+    assert stored["label_noise"] == 0.3 and RunConfig.model_validate(stored).run_id == noisy.run_id
+
+
+def test_finished_run_is_not_trained_again(npz_root: Path, tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "runs.db")
+    config = _config(npz_root, "random", 0)
+    first = run_experiment(config, store, progress_bar=False)
+    again = run_experiment(config, store, progress_bar=False)
+    assert again == first
+    rerun = run_experiment(config, store, progress_bar=False, rerun=True)
+    assert rerun.test_accuracy == first.test_accuracy  # same seed, same CPU: same result
+    assert torch.is_tensor(store.selections(config.run_id)[0]["indices"])

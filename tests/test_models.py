@@ -1,0 +1,53 @@
+"""The model zoo and the penultimate-feature hook."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from coreselect.errors import InvalidInputError, UnknownNameError
+from coreselect.models import MODELS, PenultimateFeatures, check_model_fits, create_model, last_linear
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_zoo_models_give_one_logit_per_class(name: str, shape: tuple[int, int, int]) -> None:
+    model = create_model(name, shape, 7).eval()
+    x = torch.randn(3, *shape)
+    with PenultimateFeatures(model) as hook:
+        logits = model(x)
+    assert logits.shape == (3, 7)
+    head = last_linear(model)
+    assert hook.value is not None
+    torch.testing.assert_close(head(hook.value), logits)
+
+
+def test_hook_on_a_users_own_module() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.Tanh(), nn.Linear(5, 3))
+    x = torch.randn(4, 3, 4)
+    with PenultimateFeatures(model) as hook:
+        model(x)
+    torch.testing.assert_close(hook.value, torch.tanh(model[1](x.flatten(1))))
+    # the hook is removed on exit
+    assert not model[3]._forward_hooks
+
+
+def test_errors() -> None:
+    with pytest.raises(UnknownNameError, match="valid names: cnn, lenet, mlp, resnet18, resnet20"):
+        create_model("vgg", (1, 28, 28), 10)
+    with pytest.raises(InvalidInputError, match="use --model mlp"):
+        create_model("lenet", (20,), 10)
+    with pytest.raises(InvalidInputError, match="no nn.Linear"):
+        PenultimateFeatures(nn.Conv2d(1, 1, 1))
+    model = create_model("mlp", (1, 28, 28), 10)
+    with pytest.raises(InvalidInputError, match=r"inputs of shape \(3, 32, 32\) do not fit"):
+        check_model_fits(model, torch.randn(2, 3, 32, 32), 10)
+    with pytest.raises(InvalidInputError, match="data has 4 classes"):
+        check_model_fits(model, torch.randn(2, 1, 28, 28), 4)
+    assert model.training  # the check restores the mode
+
+
+def test_mlp_on_tabular_features() -> None:
+    model = create_model("mlp", (6,), 3)
+    assert model(torch.randn(5, 6)).shape == (5, 3)

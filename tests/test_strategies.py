@@ -1,0 +1,102 @@
+"""The registry and the baseline strategies, including exact resumption of their batch streams."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from coreselect.data import InMemoryDataset
+from coreselect.errors import InvalidInputError, UnknownNameError
+from coreselect.strategies import STRATEGIES, Batch, Budget, Context, create_strategy
+
+
+def _context(n: int = 100, fraction: float = 0.3, batch_size: int = 8, seed: int = 0) -> Context:
+    data = InMemoryDataset(torch.randn(n, 2), torch.arange(n) % 3, 3)
+    return Context(model=torch.nn.Linear(2, 3), train=data, budget=Budget(fraction, 5, n, batch_size), seed=seed)
+
+
+def _epochs(strategy, ctx: Context, passes: int, size: int) -> list[list[int]]:
+    """Indices of ``passes`` consecutive passes of ``size`` examples each."""
+    stream = strategy.batches()
+    out = []
+    for _ in range(passes):
+        seen: list[int] = []
+        while len(seen) < size:
+            seen += next(stream).indices.tolist()
+        assert len(seen) == size  # a pass ends exactly at its last (possibly short) batch
+        out.append(seen)
+    return out
+
+
+def test_registry_lists_and_validates() -> None:
+    assert {"full", "random", "random-subset"} <= set(STRATEGIES)
+    with pytest.raises(UnknownNameError, match="valid names: .*random-subset"):
+        create_strategy("craig-typo")
+    with pytest.raises(InvalidInputError, match="bad parameters for strategy 'random'.*valid fields: none"):
+        create_strategy("random", select_every=2)
+
+
+def test_full_visits_every_example_once_per_pass_in_new_orders() -> None:
+    ctx = _context()
+    strategy = create_strategy("full")
+    strategy.setup(ctx)
+    passes = _epochs(strategy, ctx, 3, 100)
+    assert all(sorted(p) == list(range(100)) for p in passes)
+    assert passes[0] != passes[1]
+
+
+def test_random_draws_a_fresh_subset_of_budget_size_each_pass() -> None:
+    ctx = _context()
+    strategy = create_strategy("random")
+    strategy.setup(ctx)
+    passes = _epochs(strategy, ctx, 3, 30)
+    assert all(len(set(p)) == 30 for p in passes)
+    assert len({frozenset(p) for p in passes}) == 3
+    assert [r.indices.sort().values.tolist() for r in ctx.log.rounds] == [sorted(p) for p in passes]
+
+
+def test_random_subset_keeps_one_subset() -> None:
+    ctx = _context()
+    strategy = create_strategy("random-subset")
+    strategy.setup(ctx)
+    passes = _epochs(strategy, ctx, 3, 30)
+    assert len({frozenset(p) for p in passes}) == 1 and passes[0] != passes[1]
+    assert len(ctx.log.rounds) == 1
+
+
+def test_seed_changes_the_stream() -> None:
+    streams = []
+    for seed in (0, 0, 1):
+        strategy = create_strategy("random")
+        strategy.setup(_context(seed=seed))
+        streams.append([b.indices.tolist() for b in itertools.islice(strategy.batches(), 6)])
+    assert streams[0] == streams[1] != streams[2]
+
+
+@pytest.mark.parametrize("name", ["full", "random", "random-subset"])
+def test_state_dict_resumes_the_exact_stream(name: str) -> None:
+    strategy = create_strategy(name)
+    strategy.setup(_context())
+    stream = strategy.batches()
+    for _ in range(7):  # stop mid-pass
+        next(stream)
+    state = strategy.state_dict()
+    expected = [b.indices.tolist() for b in itertools.islice(stream, 20)]
+
+    resumed = create_strategy(name)
+    resumed.setup(_context())
+    resumed.load_state_dict(state)
+    assert [b.indices.tolist() for b in itertools.islice(resumed.batches(), 20)] == expected
+
+
+def test_batch_head_and_budget() -> None:
+    batch = Batch(torch.arange(5), torch.ones(5))
+    assert batch.head(3).indices.tolist() == [0, 1, 2] and len(batch.head(3).weights) == 3
+    assert batch.head(9) is batch
+    budget = Budget(0.1, 20, 60000, 128)
+    assert (budget.total_examples, budget.total_steps, budget.epoch_examples) == (120000, 938, 6000)
+    for bad in (0.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(InvalidInputError, match=r"budget must lie in \(0, 1\]"):
+            Budget(bad, 20, 100, 10)

@@ -1,0 +1,151 @@
+"""The budgeted trainer: learning, budget accounting, weighted loss, schedules, resume, NaN handling."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_blobs
+
+from coreselect.data import InMemoryDataset
+from coreselect.errors import NonFiniteLossError
+from coreselect.models import create_model
+from coreselect.strategies import Batch, EpochStrategy, Selection, create_strategy
+from coreselect.train import Callback, TrainConfig, Trainer, lr_factor
+
+
+def _data(seed: int) -> InMemoryDataset:
+    x, y = make_blobs(400, seed=seed)
+    return InMemoryDataset(torch.from_numpy(x), torch.from_numpy(y), 4)
+
+
+def _trainer(strategy_name: str = "random", checkpoint: Path | None = None, callbacks=(), **cfg) -> Trainer:
+    torch.manual_seed(0)
+    model = create_model("cnn", (1, 8, 8), 4)
+    config = TrainConfig(**{"epochs": 4, "budget": 0.5, "batch_size": 32, "lr": 0.05, "eval_points": 4, **cfg})
+    return Trainer(model, create_strategy(strategy_name), _data(0), _data(1), config, checkpoint_path=checkpoint,
+                   callbacks=callbacks, progress_bar=False)
+
+
+def test_learns_and_spends_exactly_the_budget() -> None:
+    trainer = _trainer("random", epochs=6)
+    result = trainer.fit()
+    assert result.test_accuracy > 0.9
+    assert result.examples == round(0.5 * 6 * 400) == trainer.budget.total_examples
+    # 200 examples per compressed epoch in batches of 32: 6 full batches and one of 8, for 6 epochs
+    assert result.steps == 6 * 7
+    assert len(result.history) == 4 and result.history[-1].examples == result.examples
+    t = result.timings
+    assert min(t.selection, t.training, t.evaluation) > 0 and math.isclose(t.total, t.selection + t.training
+                                                                            + t.evaluation)
+    assert len(result.selections) == 6
+
+
+def test_full_strategy_with_odd_budget_truncates_the_last_batch() -> None:
+    result = _trainer("full", budget=0.37, epochs=1).fit()
+    assert result.examples == round(0.37 * 400)
+
+
+class _Weighted(EpochStrategy):
+    name = "weighted-test"
+
+    def select(self, epoch: int) -> Selection | None:
+        return Selection(torch.arange(0, 40, 2), torch.linspace(0.2, 1.8, 20)) if epoch == 0 else None
+
+
+def test_weighted_step_matches_manual_sgd() -> None:
+    torch.manual_seed(0)
+    model = create_model("mlp", (1, 8, 8), 4)
+    reference = copy.deepcopy(model)
+    config = TrainConfig(epochs=1, budget=0.05, batch_size=20, lr=0.3, momentum=0.0, weight_decay=0.0,
+                         schedule="constant", warmup=0.0, eval_points=1)
+    data = _data(0)
+    strategy = _Weighted()
+    trainer = Trainer(model, strategy, data, _data(1), config, progress_bar=False)
+    trainer.strategy.setup(trainer.context)
+    batch = next(strategy.batches())
+    strategy.load_state_dict({**strategy.state_dict(), "cursor": 0})  # replay the same first batch
+    trainer.fit()  # exactly one step of 20 examples
+    x, y = data[batch.indices]
+    loss = (F.cross_entropy(reference(x), y, reduction="none") * batch.weights).mean()
+    grads = torch.autograd.grad(loss, list(reference.parameters()))
+    for p_trained, p_ref, g in zip(model.parameters(), reference.parameters(), grads, strict=True):
+        torch.testing.assert_close(p_trained, p_ref - 0.3 * g)
+
+
+def test_schedules() -> None:
+    assert lr_factor("onecycle", 0.0, 0.3) == pytest.approx(1 / 25)
+    assert lr_factor("onecycle", 0.3, 0.3) == pytest.approx(1.0)
+    assert lr_factor("onecycle", 1.0, 0.3) == pytest.approx(1 / 25 / 1e4)
+    assert lr_factor("cosine", 0.1, 0.2) == pytest.approx(0.5)
+    assert lr_factor("cosine", 0.6, 0.2) == pytest.approx(0.5)
+    assert lr_factor("cosine", 1.0, 0.0) == pytest.approx(0.0)
+    assert [lr_factor("step", p, 0.0) for p in (0.2, 0.5, 0.8)] == pytest.approx([1.0, 0.1, 0.01])
+    assert lr_factor("constant", 0.9, 0.1) == 1.0
+
+
+class _Interrupt(Callback):
+    def __init__(self, after_evaluations: int) -> None:
+        self.left = after_evaluations
+
+    def on_evaluation(self, trainer: Trainer, record) -> None:
+        self.left -= 1
+
+    def on_step_end(self, trainer: Trainer, batch: Batch, out) -> None:
+        if self.left <= 0 and trainer.state.step % 3 == 0:  # some steps after the last checkpoint
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("strategy", ["random", "random-subset", "full"])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, strategy: str) -> None:
+    straight = _trainer(strategy)
+    expected = straight.fit()
+
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(strategy, checkpoint=ckpt, callbacks=[_Interrupt(2)]).fit()
+    assert ckpt.is_file()
+    resumed_trainer = _trainer(strategy, checkpoint=ckpt)
+    resumed = resumed_trainer.fit()
+    assert resumed.resumed_from_step is not None and 0 < resumed.resumed_from_step < expected.steps
+    assert resumed.test_accuracy == expected.test_accuracy
+    assert [r.test_accuracy for r in resumed.history] == [r.test_accuracy for r in expected.history]
+    for a, b in zip(resumed_trainer.model.parameters(), straight.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert [r.indices.tolist() for r in resumed.selections] == [r.indices.tolist() for r in expected.selections]
+
+
+class _PoisonAfter(EpochStrategy):
+    """Clean batches for a while, then a batch holding the example whose input is NaN."""
+
+    name = "poison-test"
+
+    def select(self, epoch: int) -> Selection:
+        return Selection(torch.arange(1, 400))
+
+    def batches(self) -> Iterator[Batch]:
+        clean = super().batches()
+        for _ in range(10):
+            yield next(clean)
+        while True:
+            yield Batch(torch.tensor([0, 1, 2]))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    data = _data(0)
+    data.inputs[0] = float("nan")
+    torch.manual_seed(0)
+    config = TrainConfig(epochs=4, budget=0.5, batch_size=32, eval_points=20)
+    ckpt = tmp_path / "run.pt"
+    trainer = Trainer(create_model("mlp", (1, 8, 8), 4), _PoisonAfter(), data, _data(1), config,
+                      checkpoint_path=ckpt, progress_bar=False)
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 11.*last good checkpoint \(step \d+\)"):
+        trainer.fit()
+    saved = torch.load(ckpt, weights_only=True)
+    assert 0 < saved["progress"]["step"] <= 10
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
