@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_blobs
 
+from conftest import make_blobs
 from coreselect.experiments import ResultStore
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_idx
 from PIL import Image
 
+from conftest import write_idx
 from coreselect.data import load_dataset, read_idx
 from coreselect.data.catalog import FASHION_MNIST_DIR
 from coreselect.errors import DatasetNotFoundError, InvalidInputError

@@ -38,7 +38,7 @@ def test_errors() -> None:
         create_model("vgg", (1, 28, 28), 10)
     with pytest.raises(InvalidInputError, match="use --model mlp"):
         create_model("lenet", (20,), 10)
-    with pytest.raises(InvalidInputError, match="no nn.Linear"):
+    with pytest.raises(InvalidInputError, match=r"no nn\.Linear"):
         PenultimateFeatures(nn.Conv2d(1, 1, 1))
     model = create_model("mlp", (1, 28, 28), 10)
     with pytest.raises(InvalidInputError, match=r"inputs of shape \(3, 32, 32\) do not fit"):

@@ -32,9 +32,9 @@ def _epochs(strategy, ctx: Context, passes: int, size: int) -> list[list[int]]:
 
 def test_registry_lists_and_validates() -> None:
     assert {"full", "random", "random-subset"} <= set(STRATEGIES)
-    with pytest.raises(UnknownNameError, match="valid names: .*random-subset"):
+    with pytest.raises(UnknownNameError, match=r"valid names: .*random-subset"):
         create_strategy("craig-typo")
-    with pytest.raises(InvalidInputError, match="bad parameters for strategy 'random'.*valid fields: none"):
+    with pytest.raises(InvalidInputError, match=r"bad parameters for strategy 'random'.*valid fields: none"):
         create_strategy("random", select_every=2)
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_blobs
 
+from conftest import make_blobs
 from coreselect.data import InMemoryDataset
 from coreselect.errors import NonFiniteLossError
 from coreselect.models import create_model

@@ -24,6 +24,10 @@ class Batch:
     def __len__(self) -> int:
         return int(self.indices.shape[0])
 
+    def weighted_mean(self, losses: Tensor) -> Tensor:
+        """The batch loss: per-example ``losses`` weighted by the batch's weights, averaged."""
+        return losses.mean() if self.weights is None else (losses * self.weights.to(losses.device)).mean()
+
     def head(self, n: int) -> Batch:
         """The first ``n`` examples of the batch (the whole batch if it has no more)."""
         if n >= len(self):

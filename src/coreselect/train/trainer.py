@@ -154,8 +154,7 @@ class Trainer:
         self.model.train()
         logits = self.model(x)
         losses = per_example_losses(logits, y)
-        weighted = losses if batch.weights is None else losses * batch.weights.to(losses.device)
-        loss = weighted.mean()
+        loss = batch.weighted_mean(losses)
         if not torch.isfinite(loss):
             self._stop_on_non_finite(float(loss.detach()))
         self.optimizer.zero_grad(set_to_none=True)
