@@ -1,0 +1,122 @@
+"""Facility location on embeddings: one ground set, or one problem per class with quotas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from coreselect.errors import InvalidInputError
+from coreselect.submodular.greedy import GreedyResult, greedy_facility_location
+from coreselect.submodular.kernel import make_kernel
+
+DEFAULT_MAX_KERNEL_BYTES = 1 << 30  # 1 GiB: a dense kernel for up to 16,384 points, rows on demand beyond
+
+
+@dataclass(frozen=True)
+class Coreset:
+    """Selected indices (into the whole set) with cluster-size weights normalised to mean 1."""
+
+    indices: Tensor
+    weights: Tensor
+    objective: float
+
+
+def normalise_weights(weights: Tensor) -> Tensor:
+    """Scale weights to mean 1 over the selection (w ← w · |S| / Σw)."""
+    total = weights.sum()
+    return weights * (len(weights) / total) if len(weights) and total > 0 else torch.ones_like(weights)
+
+
+def facility_location(
+    embeddings: Tensor,
+    k: int,
+    *,
+    similarity: str = "max_minus",
+    optimizer: str = "lazy",
+    epsilon: float = 0.01,
+    generator: torch.Generator | None = None,
+    max_kernel_bytes: int = DEFAULT_MAX_KERNEL_BYTES,
+) -> GreedyResult:
+    """Greedy facility location on the rows of ``embeddings`` (Euclidean distances).
+
+    The kernel is dense while n² floats fit in ``max_kernel_bytes``; beyond, similarity rows are computed
+    on demand in blocks, so memory stays O(max_kernel_bytes) whatever n is.
+    """
+    if embeddings.ndim != 2:
+        raise InvalidInputError(f"embeddings must be 2-d (points × features), got shape {tuple(embeddings.shape)}")
+    n = embeddings.shape[0]
+    if not 0 <= k <= n:
+        raise InvalidInputError(f"cannot select {k} of {n} points; k must lie in [0, {n}]")
+    kernel = make_kernel(embeddings, similarity, max_kernel_bytes)
+    return greedy_facility_location(kernel, k, optimizer=optimizer, epsilon=epsilon, generator=generator)
+
+
+def class_quotas(counts: Tensor, budget: int, proportional: bool = False) -> Tensor:
+    """How many to select from each class, summing to ``budget`` and never above a class's size.
+
+    Equal quotas give every non-empty class ⌊budget/C⌋ or ⌈budget/C⌉ (lower class labels first);
+    proportional quotas follow class sizes (largest remainders). A class too small for its quota hands the
+    surplus to the others. Empty classes get nothing.
+    """
+    counts = counts.to(torch.long).cpu()
+    total = int(counts.sum())
+    if not 0 <= budget <= total:
+        raise InvalidInputError(f"cannot select {budget} of {total} points; the budget must lie in [0, {total}]")
+    quotas = torch.zeros_like(counts)
+    remaining = budget
+    while remaining > 0:
+        room = counts - quotas
+        open_classes = torch.nonzero(room > 0).squeeze(1)
+        if proportional:
+            share = room[open_classes].double() / float(room[open_classes].sum()) * remaining
+        else:
+            share = torch.full((len(open_classes),), remaining / len(open_classes), dtype=torch.float64)
+        add = share.floor().long()
+        leftover = remaining - int(add.sum())
+        if leftover > 0:  # largest remainders first, lower labels on ties
+            order = torch.argsort(-(share - add), stable=True)[:leftover]
+            add[order] += 1
+        add = torch.minimum(add, room[open_classes])
+        quotas[open_classes] += add
+        remaining -= int(add.sum())
+    return quotas
+
+
+def per_class_facility_location(
+    embeddings: Tensor,
+    labels: Tensor,
+    budget: int,
+    *,
+    proportional: bool = False,
+    similarity: str = "max_minus",
+    optimizer: str = "lazy",
+    epsilon: float = 0.01,
+    generator: torch.Generator | None = None,
+    max_kernel_bytes: int = DEFAULT_MAX_KERNEL_BYTES,
+) -> Coreset:
+    """Facility location solved inside each class (same-class similarities only), quotas by
+    :func:`class_quotas`; weights are cluster sizes within the class, normalised to mean 1 overall.
+
+    The largest kernel held is that of the largest class (bounded by ``max_kernel_bytes``).
+    """
+    if labels.ndim != 1 or labels.shape[0] != embeddings.shape[0]:
+        raise InvalidInputError(f"{embeddings.shape[0]} embeddings but labels of shape {tuple(labels.shape)}")
+    classes = torch.unique(labels)
+    counts = torch.stack([(labels == c).sum() for c in classes]) if len(classes) else torch.zeros(0)
+    quotas = class_quotas(counts, budget, proportional)
+    indices, weights, objective = [], [], 0.0
+    for c, quota in zip(classes.tolist(), quotas.tolist(), strict=True):
+        if quota == 0:
+            continue
+        members = torch.nonzero(labels == c).squeeze(1)
+        result = facility_location(embeddings[members], quota, similarity=similarity, optimizer=optimizer,
+                                   epsilon=epsilon, generator=generator, max_kernel_bytes=max_kernel_bytes)
+        indices.append(members[result.indices])
+        weights.append(result.weights)
+        objective += result.objective
+    if not indices:
+        empty = torch.zeros(0, dtype=torch.long, device=embeddings.device)
+        return Coreset(empty, empty.float(), 0.0)
+    return Coreset(torch.cat(indices), normalise_weights(torch.cat(weights)), objective)
