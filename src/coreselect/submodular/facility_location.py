@@ -11,7 +11,7 @@ from coreselect.errors import InvalidInputError
 from coreselect.submodular.greedy import GreedyResult, greedy_facility_location
 from coreselect.submodular.kernel import make_kernel
 
-DEFAULT_MAX_KERNEL_BYTES = 1 << 30  # 1 GiB: a dense kernel for up to 16,384 points, rows on demand beyond
+DEFAULT_MAX_KERNEL_BYTES = 2 << 30  # 2 GiB: a dense kernel for up to 23,170 points, rows on demand beyond
 
 
 @dataclass(frozen=True)

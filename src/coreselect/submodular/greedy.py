@@ -3,8 +3,9 @@
 Three optimisers over a :class:`~coreselect.submodular.kernel.SimilarityKernel`:
 
 - ``naive``: every remaining candidate's gain is evaluated at every step;
-- ``lazy``: exact greedy with stale upper bounds (submodularity), evaluated a batch of top bounds at a
-  time so that each step is a few matrix operations; same picks as ``naive`` up to exact ties;
+- ``lazy``: exact greedy with stale upper bounds (submodularity), refreshing a batch of top bounds at a
+  time so that each step is a few tensor operations; same picks as ``naive`` except that exact ties
+  between gains may go to another element of equal gain;
 - ``stochastic``: each step evaluates a random sample of ⌈(n/k)·ln(1/ε)⌉ remaining candidates
   (Mirzasoleiman et al., "Lazier than lazy greedy"), (1 − 1/e − ε)-approximate in expectation.
 """
@@ -23,7 +24,6 @@ from coreselect.submodular.kernel import SimilarityKernel
 
 OptimizerName = Literal["lazy", "naive", "stochastic"]
 OPTIMIZERS: tuple[str, ...] = ("lazy", "naive", "stochastic")
-NAIVE_CHUNK = 4096  # candidates evaluated at once by the naive optimiser
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,42 @@ class GreedyResult:
     assignment: Tensor
 
 
-def _gains(kernel: SimilarityKernel, candidates: Tensor, covered: Tensor) -> Tensor:
-    """Marginal gains Σ_i max(s_ij − covered_i, 0) of each candidate j."""
-    return (kernel.candidate_rows(candidates) - covered).clamp_min_(0.0).sum(1)
+class _Gains:
+    """Marginal gains Σ_i max(s_ij, covered_i) − Σ_i covered_i, evaluated ``chunk`` candidates at a time
+    in reused buffers (fresh large temporaries cost more than the arithmetic on a CPU)."""
+
+    def __init__(self, kernel: SimilarityKernel, dtype: torch.dtype, device: torch.device, chunk: int = 256):
+        self.kernel, self.chunk = kernel, chunk
+        self.rows = torch.empty(min(chunk, kernel.n), kernel.n, dtype=dtype, device=device)
+
+    def __call__(self, candidates: Tensor, covered: Tensor, covered_sum: Tensor) -> Tensor:
+        count = candidates.shape[0]
+        if count <= self.chunk:
+            rows = self.kernel.rows_into(candidates, self.rows[:count])
+            return torch.maximum(rows, covered, out=rows).sum(1).sub_(covered_sum)
+        out = torch.empty(count, dtype=self.rows.dtype, device=self.rows.device)
+        for start in range(0, count, self.chunk):
+            chunk = candidates[start : start + self.chunk]
+            rows = self.kernel.rows_into(chunk, self.rows[: chunk.shape[0]])
+            torch.maximum(rows, covered, out=rows)
+            torch.sum(rows, 1, out=out[start : start + chunk.shape[0]])
+        return out.sub_(covered_sum)
 
 
-def _first_max(values: Tensor) -> int:
-    """Position of the maximum, the first one among exact ties."""
-    return int(torch.nonzero(values == values.max())[0, 0])
+def _assign(kernel: SimilarityKernel, picks: Tensor, buffer: Tensor) -> Tensor:
+    """For each ground element, the position of its most similar pick (the earliest on exact ties)."""
+    best = assignment = None
+    for start in range(0, len(picks), len(buffer)):
+        chunk = picks[start : start + len(buffer)]
+        values, positions = kernel.rows_into(chunk, buffer[: len(chunk)]).max(0)
+        if best is None or assignment is None:
+            best, assignment = values, positions
+        else:
+            better = values > best
+            best = torch.where(better, values, best)
+            assignment = torch.where(better, positions + start, assignment)
+    assert assignment is not None
+    return assignment
 
 
 def greedy_facility_location(
@@ -58,7 +86,7 @@ def greedy_facility_location(
     optimizer: str = "lazy",
     epsilon: float = 0.01,
     generator: torch.Generator | None = None,
-    batch: int = 64,
+    batch: int = 32,
 ) -> GreedyResult:
     """Select ``k`` of the kernel's ``n`` elements greedily; see the module docstring for the optimisers."""
     n = kernel.n
@@ -72,51 +100,68 @@ def greedy_facility_location(
     bounds = kernel.initial_gains().clone()  # stale upper bounds of the gains; −inf once picked
     device, dtype = bounds.device, bounds.dtype
     covered = torch.zeros(n, dtype=dtype, device=device)
-    assignment = torch.zeros(n, dtype=torch.long, device=device)  # the first pick covers everything
-    picks: list[int] = []
-    gains: list[float] = []
+    covered_sum = torch.zeros((), dtype=dtype, device=device)
+    picks: list[Tensor] = []
+    gains: list[Tensor] = []
     sample_size = min(n, math.ceil(n / max(k, 1) * math.log(1.0 / epsilon)))
-
+    gains_of = _Gains(kernel, dtype, device)
     for step in range(k):
         if optimizer == "lazy":
-            pick, gain = _lazy_step(kernel, bounds, covered, n - step, batch)
+            pick, gain = _lazy_step(gains_of, bounds, covered, covered_sum, n - step, batch)
         else:
             remaining = torch.nonzero(bounds > -math.inf).squeeze(1)
             if optimizer == "stochastic":
                 order = torch.randperm(len(remaining), generator=generator)[:sample_size].to(device)
                 remaining = remaining[order].sort().values
-            fresh = torch.cat([_gains(kernel, remaining[i : i + NAIVE_CHUNK], covered)
-                               for i in range(0, len(remaining), NAIVE_CHUNK)])
-            best = _first_max(fresh)
-            pick, gain = int(remaining[best]), float(fresh[best])
-        row = kernel.candidate_rows(torch.tensor([pick], device=device))[0]
-        improved = row > covered
-        covered = torch.maximum(row, covered)
-        assignment[improved] = step
+            fresh = gains_of(remaining, covered, covered_sum)
+            gain, position = fresh.max(0)
+            pick = remaining[position]
+        torch.maximum(covered, kernel.rows_into(pick.view(1), gains_of.rows[:1])[0], out=covered)
+        covered_sum = covered.sum()
         bounds[pick] = -math.inf
         picks.append(pick)
         gains.append(gain)
 
-    weights = torch.bincount(assignment[assignment >= 0], minlength=k).to(dtype)
+    if k == 0:
+        empty = torch.zeros(0, dtype=dtype, device=device)
+        no_picks = torch.zeros(0, dtype=torch.long, device=device)
+        return GreedyResult(no_picks, empty, empty, 0.0, torch.full((n,), -1, dtype=torch.long, device=device))
+    indices = torch.stack(picks)
+    assignment = _assign(kernel, indices, gains_of.rows)
     return GreedyResult(
-        indices=torch.tensor(picks, dtype=torch.long, device=device),
-        gains=torch.tensor(gains, dtype=dtype, device=device),
-        weights=weights,
-        objective=float(covered.sum()) if k else 0.0,
+        indices=indices,
+        gains=torch.stack(gains),
+        weights=torch.bincount(assignment, minlength=k).to(dtype),
+        objective=float(covered_sum),
         assignment=assignment,
     )
 
 
-def _lazy_step(kernel: SimilarityKernel, bounds: Tensor, covered: Tensor, remaining: int, batch: int) -> tuple[int, float]:
-    """One exact greedy step: refresh the top stale bounds until the best fresh gain beats all others."""
-    size = min(batch, remaining)
+def _lazy_step(
+    gains_of: _Gains, bounds: Tensor, covered: Tensor, covered_sum: Tensor, remaining: int, size: int
+) -> tuple[Tensor, Tensor]:
+    """One exact greedy step with stale upper bounds.
+
+    Refreshes the ``size`` largest bounds; if the best fresh gain beats every other bound it is the greedy
+    pick, else every candidate whose bound still exceeds the best fresh gain is refreshed, until none does.
+    """
+    size = min(size, remaining)
+    top = torch.topk(bounds, min(size + 1, remaining))
+    candidates = top.indices[:size]
+    fresh = gains_of(candidates, covered, covered_sum)
+    bounds[candidates] = fresh
+    best_gain, position = fresh.max(0)
+    best_pick = candidates[position]
+    if size >= remaining or bool(best_gain >= top.values[size]):
+        return best_pick, best_gain
     while True:
-        top = torch.topk(bounds, min(size + 1, len(bounds)))
-        candidates = top.indices[:size]
-        fresh = _gains(kernel, candidates, covered)
+        candidates = torch.nonzero(bounds > best_gain).squeeze(1)
+        if not len(candidates):
+            return best_pick, best_gain
+        fresh = gains_of(candidates, covered, covered_sum)
         bounds[candidates] = fresh
-        best = fresh.max()
-        next_bound = top.values[size] if size < remaining else None
-        if next_bound is None or bool(best >= next_bound):
-            return int(candidates[fresh == best].min()), float(best)
-        size = min(2 * size, remaining)
+        gain, position = fresh.max(0)
+        if gain > best_gain:
+            best_gain, best_pick = gain, candidates[position]
+        elif gain == best_gain:
+            best_pick = torch.minimum(best_pick, candidates[fresh == gain].min())

@@ -31,27 +31,21 @@ def needs_global_max(name: str) -> bool:
     return name != "exp"
 
 
-def squared_distances(a: Tensor, b: Tensor, sq_a: Tensor | None = None, sq_b: Tensor | None = None) -> Tensor:
-    """‖a_i − b_j‖² for rows of ``a`` and ``b`` via one matrix product, clamped at 0."""
-    sq_a = a.pow(2).sum(1) if sq_a is None else sq_a
-    sq_b = b.pow(2).sum(1) if sq_b is None else sq_b
-    out = torch.addmm(sq_b[None, :], a, b.T, alpha=-2.0).add_(sq_a[:, None])
-    return out.clamp_min_(0.0)
+def distances_into(name: str, a: Tensor, b: Tensor, sq_a: Tensor, sq_b: Tensor, out: Tensor) -> Tensor:
+    """Write the convention's pre-similarity of rows of ``a`` against rows of ``b`` into ``out``.
+
+    That is d² (``max_minus_squared``), d (``max_minus``), or the similarity exp(−d/dim) itself (``exp``);
+    ``sq_a``, ``sq_b`` are the rows' squared norms. One matrix product, then in-place element-wise work.
+    """
+    torch.addmm(sq_b[None, :], a, b.T, alpha=-2.0, out=out)
+    out.add_(sq_a[:, None]).clamp_(min=0.0)
+    if name != "max_minus_squared":
+        out.sqrt_()
+    if name == "exp":
+        out.mul_(-1.0 / a.shape[1]).exp_()
+    return out
 
 
-def distance_block(name: str, a: Tensor, b: Tensor, sq_a: Tensor | None = None, sq_b: Tensor | None = None) -> Tensor:
-    """The quantity the convention subtracts from its maximum (d or d²); for ``exp``, the similarity itself."""
-    sq = squared_distances(a, b, sq_a, sq_b)
-    if name == "max_minus_squared":
-        return sq
-    d = sq.sqrt_()
-    if name == "max_minus":
-        return d
-    return d.mul_(-1.0 / a.shape[1]).exp_()
-
-
-def similarity_from_block(name: str, block: Tensor, global_max: float) -> Tensor:
-    """Turn a :func:`distance_block` into similarities, in place."""
-    if needs_global_max(name):
-        return block.neg_().add_(global_max)
-    return block
+def subtract_from_max_(block: Tensor, global_max: Tensor | float) -> Tensor:
+    """s = max − block, in place (for the conventions that need the global maximum)."""
+    return torch.sub(torch.as_tensor(global_max, dtype=block.dtype, device=block.device), block, out=block)
