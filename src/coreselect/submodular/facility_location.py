@@ -65,22 +65,24 @@ def class_quotas(counts: Tensor, budget: int, proportional: bool = False) -> Ten
     if not 0 <= budget <= total:
         raise InvalidInputError(f"cannot select {budget} of {total} points; the budget must lie in [0, {total}]")
     quotas = torch.zeros_like(counts)
+    open_classes = counts > 0
     remaining = budget
-    while remaining > 0:
-        room = counts - quotas
-        open_classes = torch.nonzero(room > 0).squeeze(1)
-        if proportional:
-            share = room[open_classes].double() / float(room[open_classes].sum()) * remaining
-        else:
-            share = torch.full((len(open_classes),), remaining / len(open_classes), dtype=torch.float64)
-        add = share.floor().long()
-        leftover = remaining - int(add.sum())
-        if leftover > 0:  # largest remainders first, lower labels on ties
-            order = torch.argsort(-(share - add), stable=True)[:leftover]
-            add[order] += 1
-        add = torch.minimum(add, room[open_classes])
-        quotas[open_classes] += add
-        remaining -= int(add.sum())
+    while True:  # classes smaller than their share take everything; the rest is shared again
+        weights = counts.double() if proportional else torch.ones_like(counts, dtype=torch.float64)
+        weights = torch.where(open_classes, weights, torch.zeros_like(weights))
+        share = weights / max(float(weights.sum()), 1.0) * remaining
+        capped = open_classes & (counts <= share)
+        if not capped.any():
+            break
+        quotas[capped] = counts[capped]
+        remaining -= int(counts[capped].sum())
+        open_classes &= ~capped
+    floor = share.floor().long()
+    quotas += floor
+    leftover = remaining - int(floor.sum())
+    if leftover > 0:  # largest remainders first, lower labels on ties
+        order = torch.argsort(-(share - floor), stable=True)[:leftover]
+        quotas[order] += 1
     return quotas
 
 

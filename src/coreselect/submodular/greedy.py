@@ -147,7 +147,7 @@ def _lazy_step(
     """
     size = min(size, remaining)
     top = torch.topk(bounds, min(size + 1, remaining))
-    candidates = top.indices[:size]
+    candidates = top.indices[:size].sort().values  # ascending, so that exact ties go to the lowest index
     fresh = gains_of(candidates, covered, covered_sum)
     bounds[candidates] = fresh
     best_gain, position = fresh.max(0)

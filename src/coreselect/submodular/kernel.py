@@ -13,7 +13,13 @@ import torch
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
-from coreselect.submodular.similarity import check_similarity, distances_into, needs_global_max, subtract_from_max_
+from coreselect.submodular.similarity import (
+    check_similarity,
+    distances_into,
+    needs_global_max,
+    self_value,
+    subtract_from_max_,
+)
 
 FLOAT_BYTES = 4
 
@@ -79,7 +85,9 @@ class EmbeddingKernel:
         self._initial: Tensor | None = None
 
     def _raw_into(self, candidates: Tensor, out: Tensor) -> Tensor:
-        return distances_into(self.similarity, self.x[candidates], self.x, self.sq[candidates], self.sq, out)
+        rows = distances_into(self.similarity, self.x[candidates], self.x, self.sq[candidates], self.sq, out)
+        rows[torch.arange(len(candidates), device=rows.device), candidates] = self_value(self.similarity)
+        return rows
 
     def initial_gains(self) -> Tensor:
         if self._initial is None:
@@ -118,6 +126,7 @@ def dense_similarity(embeddings: Tensor, similarity: str = "max_minus", block: i
         stop = min(start + block, n)
         first = start if half else 0
         rows = distances_into(similarity, x[start:stop], x[first:], sq[start:stop], sq[first:], out[start:stop, first:])
+        out[start:stop, start:stop].fill_diagonal_(self_value(similarity))  # exact, free of cancellation
         if half and start:
             out[start:stop, :start] = out[:start, start:stop].T
         largest = torch.maximum(largest, rows.max())

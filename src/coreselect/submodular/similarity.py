@@ -31,6 +31,11 @@ def needs_global_max(name: str) -> bool:
     return name != "exp"
 
 
+def self_value(name: str) -> float:
+    """The pre-similarity of a point with itself (distance 0): exactly 0, or exp(0) = 1."""
+    return 1.0 if name == "exp" else 0.0
+
+
 def distances_into(name: str, a: Tensor, b: Tensor, sq_a: Tensor, sq_b: Tensor, out: Tensor) -> Tensor:
     """Write the convention's pre-similarity of rows of ``a`` against rows of ``b`` into ``out``.
 
