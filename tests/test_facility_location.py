@@ -172,3 +172,19 @@ def test_bad_input() -> None:
     with pytest.raises(InvalidInputError, match="labels of shape"):
         per_class_facility_location(x, torch.zeros(9, dtype=torch.long), 2)
     assert len(facility_location(x, 0).indices) == 0
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_last_layer_ground_set_matches_materialised_gradients(bias: bool) -> None:
+    from coreselect.signals import last_layer_gradients
+    from coreselect.submodular import LastLayerGradients
+
+    rng = np.random.default_rng(12)
+    e = torch.from_numpy(rng.normal(size=(90, 4)))
+    h = torch.from_numpy(rng.normal(size=(90, 7)))
+    closed_form = facility_location(LastLayerGradients(e, h, bias=bias), 9)
+    materialised = facility_location(last_layer_gradients(e, h, bias=bias), 9)
+    assert closed_form.indices.tolist() == materialised.indices.tolist()
+    assert closed_form.objective == pytest.approx(materialised.objective, rel=1e-9)
+    bounded = facility_location(LastLayerGradients(e, h, bias=bias), 9, max_kernel_bytes=90 * 4 * 4)
+    assert bounded.indices.tolist() == materialised.indices.tolist()

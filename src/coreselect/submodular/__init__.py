@@ -1,5 +1,6 @@
 """Submodular selection: facility location with lazy, naive and stochastic greedy, per class, bounded memory."""
 
+from coreselect.submodular.embeddings import Embedding, EuclideanPoints, LastLayerGradients
 from coreselect.submodular.facility_location import (
     Coreset,
     class_quotas,
@@ -16,8 +17,11 @@ __all__ = [
     "SIMILARITIES",
     "Coreset",
     "DenseKernel",
+    "Embedding",
     "EmbeddingKernel",
+    "EuclideanPoints",
     "GreedyResult",
+    "LastLayerGradients",
     "class_quotas",
     "dense_similarity",
     "facility_location",

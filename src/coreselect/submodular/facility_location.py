@@ -8,10 +8,9 @@ import torch
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
+from coreselect.submodular.embeddings import Embedding, as_embedding
 from coreselect.submodular.greedy import GreedyResult, greedy_facility_location
-from coreselect.submodular.kernel import make_kernel
-
-DEFAULT_MAX_KERNEL_BYTES = 2 << 30  # 2 GiB: a dense kernel for up to 23,170 points, rows on demand beyond
+from coreselect.submodular.kernel import DEFAULT_MAX_KERNEL_BYTES, make_kernel
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ def normalise_weights(weights: Tensor) -> Tensor:
 
 
 def facility_location(
-    embeddings: Tensor,
+    embeddings: Tensor | Embedding,
     k: int,
     *,
     similarity: str = "max_minus",
@@ -39,17 +38,15 @@ def facility_location(
     generator: torch.Generator | None = None,
     max_kernel_bytes: int = DEFAULT_MAX_KERNEL_BYTES,
 ) -> GreedyResult:
-    """Greedy facility location on the rows of ``embeddings`` (Euclidean distances).
+    """Greedy facility location on a ground set: rows of a tensor (Euclidean) or any :class:`Embedding`.
 
     The kernel is dense while n² floats fit in ``max_kernel_bytes``; beyond, similarity rows are computed
     on demand in blocks, so memory stays O(max_kernel_bytes) whatever n is.
     """
-    if embeddings.ndim != 2:
-        raise InvalidInputError(f"embeddings must be 2-d (points × features), got shape {tuple(embeddings.shape)}")
-    n = embeddings.shape[0]
-    if not 0 <= k <= n:
-        raise InvalidInputError(f"cannot select {k} of {n} points; k must lie in [0, {n}]")
-    kernel = make_kernel(embeddings, similarity, max_kernel_bytes)
+    ground = as_embedding(embeddings)
+    if not 0 <= k <= ground.n:
+        raise InvalidInputError(f"cannot select {k} of {ground.n} points; k must lie in [0, {ground.n}]")
+    kernel = make_kernel(ground, similarity, max_kernel_bytes)
     return greedy_facility_location(kernel, k, optimizer=optimizer, epsilon=epsilon, generator=generator)
 
 
@@ -87,7 +84,7 @@ def class_quotas(counts: Tensor, budget: int, proportional: bool = False) -> Ten
 
 
 def per_class_facility_location(
-    embeddings: Tensor,
+    embeddings: Tensor | Embedding,
     labels: Tensor,
     budget: int,
     *,
@@ -103,8 +100,9 @@ def per_class_facility_location(
 
     The largest kernel held is that of the largest class (bounded by ``max_kernel_bytes``).
     """
-    if labels.ndim != 1 or labels.shape[0] != embeddings.shape[0]:
-        raise InvalidInputError(f"{embeddings.shape[0]} embeddings but labels of shape {tuple(labels.shape)}")
+    ground = as_embedding(embeddings)
+    if labels.ndim != 1 or labels.shape[0] != ground.n:
+        raise InvalidInputError(f"{ground.n} embeddings but labels of shape {tuple(labels.shape)}")
     classes = torch.unique(labels)
     counts = torch.stack([(labels == c).sum() for c in classes]) if len(classes) else torch.zeros(0)
     quotas = class_quotas(counts, budget, proportional)
@@ -113,12 +111,12 @@ def per_class_facility_location(
         if quota == 0:
             continue
         members = torch.nonzero(labels == c).squeeze(1)
-        result = facility_location(embeddings[members], quota, similarity=similarity, optimizer=optimizer,
+        result = facility_location(ground.select(members), quota, similarity=similarity, optimizer=optimizer,
                                    epsilon=epsilon, generator=generator, max_kernel_bytes=max_kernel_bytes)
         indices.append(members[result.indices])
         weights.append(result.weights)
         objective += result.objective
     if not indices:
-        empty = torch.zeros(0, dtype=torch.long, device=embeddings.device)
+        empty = torch.zeros(0, dtype=torch.long, device=ground.device)
         return Coreset(empty, empty.float(), 0.0)
     return Coreset(torch.cat(indices), normalise_weights(torch.cat(weights)), objective)

@@ -13,15 +13,18 @@ import torch
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
+from coreselect.submodular.embeddings import Embedding, as_embedding
 from coreselect.submodular.similarity import (
     check_similarity,
-    distances_into,
     needs_global_max,
     self_value,
     subtract_from_max_,
+    transform_,
 )
 
 FLOAT_BYTES = 4
+DEFAULT_MAX_KERNEL_BYTES = 2 << 30  # 2 GiB: a dense kernel for up to 23,170 points, rows on demand beyond
+SYMMETRY_MIN_DIM = 64  # from this many features the product dominates: compute half the kernel and mirror it
 
 
 class SimilarityKernel(Protocol):
@@ -43,16 +46,12 @@ class DenseKernel:
         if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
             raise InvalidInputError(f"a similarity kernel must be square, got shape {tuple(matrix.shape)}")
         if validate:
-            self._validate(matrix)
+            if not torch.isfinite(matrix).all():
+                raise InvalidInputError("the similarity kernel has non-finite entries; check the embeddings")
+            if (matrix < 0).any():
+                raise InvalidInputError("facility location needs non-negative similarities; shift or clamp the kernel")
         self.n = matrix.shape[0]
         self.by_candidate = matrix if symmetric else matrix.T.contiguous()
-
-    @staticmethod
-    def _validate(matrix: Tensor) -> None:
-        if not torch.isfinite(matrix).all():
-            raise InvalidInputError("the similarity kernel has non-finite entries; check the embeddings")
-        if (matrix < 0).any():
-            raise InvalidInputError("facility location needs non-negative similarities; shift or clamp the kernel")
 
     def rows_into(self, candidates: Tensor, out: Tensor) -> Tensor:
         return torch.index_select(self.by_candidate, 0, candidates, out=out)
@@ -61,40 +60,36 @@ class DenseKernel:
         return self.by_candidate.sum(1)
 
 
-def _check_embeddings(embeddings: Tensor) -> Tensor:
-    if embeddings.ndim != 2:
-        raise InvalidInputError(f"embeddings must be a 2-d (points × features) tensor, got {tuple(embeddings.shape)}")
-    if not torch.isfinite(embeddings).all():
-        bad = int((~torch.isfinite(embeddings)).any(1).sum())
-        raise InvalidInputError(f"{bad} embedding row(s) hold NaN or infinite values; check the model's outputs")
-    return embeddings if embeddings.is_floating_point() else embeddings.float()
+def _pre_similarity_into(similarity: str, ground: Embedding, rows: Tensor | slice, cols: Tensor | slice,
+                         out: Tensor) -> Tensor:
+    return transform_(similarity, ground.sq_distances_into(rows, cols, out), ground.dim)
 
 
 class EmbeddingKernel:
-    """Similarities of Euclidean embeddings, computed ``block`` candidate rows at a time.
+    """Similarities computed from the ground set ``block`` candidate rows at a time.
 
     Memory: O(n · block) floats besides the embeddings, never n².
     """
 
-    def __init__(self, embeddings: Tensor, similarity: str = "max_minus", block: int = 1024) -> None:
+    def __init__(self, embeddings: Tensor | Embedding, similarity: str = "max_minus", block: int = 1024) -> None:
         check_similarity(similarity)
-        self.x = _check_embeddings(embeddings)
-        self.n, self.similarity, self.block = self.x.shape[0], similarity, max(1, block)
-        self.sq = self.x.pow(2).sum(1)
-        self.global_max = torch.zeros((), dtype=self.x.dtype, device=self.x.device)
+        self.ground = as_embedding(embeddings)
+        self.n, self.similarity, self.block = self.ground.n, similarity, max(1, block)
+        self.global_max = torch.zeros((), dtype=self.ground.dtype, device=self.ground.device)
         self._initial: Tensor | None = None
 
     def _raw_into(self, candidates: Tensor, out: Tensor) -> Tensor:
-        rows = distances_into(self.similarity, self.x[candidates], self.x, self.sq[candidates], self.sq, out)
+        rows = _pre_similarity_into(self.similarity, self.ground, candidates, slice(None), out)
         rows[torch.arange(len(candidates), device=rows.device), candidates] = self_value(self.similarity)
         return rows
 
     def initial_gains(self) -> Tensor:
         if self._initial is None:
-            buffer = torch.empty(min(self.block, self.n), self.n, dtype=self.x.dtype, device=self.x.device)
+            g = self.ground
+            buffer = torch.empty(min(self.block, self.n), self.n, dtype=g.dtype, device=g.device)
             sums = []
             for start in range(0, self.n, self.block):
-                chunk = torch.arange(start, min(start + self.block, self.n), device=self.x.device)
+                chunk = torch.arange(start, min(start + self.block, self.n), device=g.device)
                 rows = self._raw_into(chunk, buffer[: len(chunk)])
                 sums.append(rows.sum(1))
                 self.global_max = torch.maximum(self.global_max, rows.max())
@@ -110,22 +105,18 @@ class EmbeddingKernel:
         return subtract_from_max_(rows, self.global_max) if needs_global_max(self.similarity) else rows
 
 
-SYMMETRY_MIN_DIM = 64  # from this many features the product dominates: compute half the kernel and mirror it
-
-
-def dense_similarity(embeddings: Tensor, similarity: str = "max_minus", block: int = 256) -> Tensor:
-    """The full n×n similarity matrix of ``embeddings`` (symmetric), built ``block`` rows at a time in place."""
+def dense_similarity(embeddings: Tensor | Embedding, similarity: str = "max_minus", block: int = 256) -> Tensor:
+    """The full n×n similarity matrix of the ground set (symmetric), built ``block`` rows at a time in place."""
     check_similarity(similarity)
-    x = _check_embeddings(embeddings)
-    n, dim = x.shape
-    sq = x.pow(2).sum(1)
-    out = torch.empty(n, n, dtype=x.dtype, device=x.device)
-    largest = torch.zeros((), dtype=x.dtype, device=x.device)
-    half = dim >= SYMMETRY_MIN_DIM
+    ground = as_embedding(embeddings)
+    n = ground.n
+    out = torch.empty(n, n, dtype=ground.dtype, device=ground.device)
+    largest = torch.zeros((), dtype=ground.dtype, device=ground.device)
+    half = ground.dim >= SYMMETRY_MIN_DIM
     for start in range(0, n, block):
         stop = min(start + block, n)
         first = start if half else 0
-        rows = distances_into(similarity, x[start:stop], x[first:], sq[start:stop], sq[first:], out[start:stop, first:])
+        rows = _pre_similarity_into(similarity, ground, slice(start, stop), slice(first, n), out[start:stop, first:])
         out[start:stop, start:stop].fill_diagonal_(self_value(similarity))  # exact, free of cancellation
         if half and start:
             out[start:stop, :start] = out[:start, start:stop].T
@@ -134,11 +125,12 @@ def dense_similarity(embeddings: Tensor, similarity: str = "max_minus", block: i
 
 
 def make_kernel(
-    embeddings: Tensor, similarity: str = "max_minus", max_kernel_bytes: int = 2 << 30
+    embeddings: Tensor | Embedding, similarity: str = "max_minus", max_kernel_bytes: int = DEFAULT_MAX_KERNEL_BYTES
 ) -> SimilarityKernel:
     """A dense kernel when n² floats fit in ``max_kernel_bytes``, else rows computed on demand."""
-    n = embeddings.shape[0]
+    ground = as_embedding(embeddings)
+    n = ground.n
     if n * n * FLOAT_BYTES <= max_kernel_bytes:
-        return DenseKernel(dense_similarity(embeddings, similarity), symmetric=True, validate=False)
+        return DenseKernel(dense_similarity(ground, similarity), symmetric=True, validate=False)
     block = max(1, min(n, math.floor(max_kernel_bytes / (FLOAT_BYTES * max(n, 1)))))
-    return EmbeddingKernel(embeddings, similarity, block=block)
+    return EmbeddingKernel(ground, similarity, block=block)

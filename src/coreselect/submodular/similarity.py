@@ -1,11 +1,12 @@
-"""Distance-to-similarity conventions of facility location on embeddings.
+"""Distance-to-similarity conventions of facility location.
 
 All map Euclidean distances d (or squared distances) to non-negative similarities; the argmax
 assignment of points to selected elements is the same for every monotone map, the greedy picks may not be.
 
 - ``max_minus``: s = max(d) − d, the original CRAIG code's convention;
 - ``max_minus_squared``: s = max(d²) − d², apricot's ``metric="euclidean"``;
-- ``exp``: s = exp(−d / dim), submodlib's Euclidean kernel (the one CREST's FL uses).
+- ``exp``: s = exp(−d / dim), submodlib's Euclidean kernel (its C++ ``euclidean_similarity``; the FL
+  that CREST calls).
 """
 
 from __future__ import annotations
@@ -36,19 +37,13 @@ def self_value(name: str) -> float:
     return 1.0 if name == "exp" else 0.0
 
 
-def distances_into(name: str, a: Tensor, b: Tensor, sq_a: Tensor, sq_b: Tensor, out: Tensor) -> Tensor:
-    """Write the convention's pre-similarity of rows of ``a`` against rows of ``b`` into ``out``.
-
-    That is d² (``max_minus_squared``), d (``max_minus``), or the similarity exp(−d/dim) itself (``exp``);
-    ``sq_a``, ``sq_b`` are the rows' squared norms. One matrix product, then in-place element-wise work.
-    """
-    torch.addmm(sq_b[None, :], a, b.T, alpha=-2.0, out=out)
-    out.add_(sq_a[:, None]).clamp_(min=0.0)
+def transform_(name: str, sq_distances: Tensor, dim: int) -> Tensor:
+    """Squared distances to the convention's pre-similarity, in place: d², d, or exp(−d/dim) itself."""
     if name != "max_minus_squared":
-        out.sqrt_()
+        sq_distances.sqrt_()
     if name == "exp":
-        out.mul_(-1.0 / a.shape[1]).exp_()
-    return out
+        sq_distances.mul_(-1.0 / dim).exp_()
+    return sq_distances
 
 
 def subtract_from_max_(block: Tensor, global_max: Tensor | float) -> Tensor:
