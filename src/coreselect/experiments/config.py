@@ -45,7 +45,7 @@ class RunConfig(BaseModel):
             raise UnknownNameError("dataset", config.dataset, DATASETS)
         if config.model not in MODELS:
             raise UnknownNameError("model", config.model, MODELS)
-        params = validate_params(config.strategy, config.params).model_dump(mode="json")
+        params = validate_params(config.strategy, config.params).model_dump(mode="json", exclude_defaults=True)
         if strategy_spec(config.strategy).full_data and config.train.budget != 1.0:
             train = config.train.model_copy(update={"budget": 1.0})
         return config.model_copy(update={"params": params, "train": train})
@@ -64,5 +64,6 @@ class RunConfig(BaseModel):
 
     @property
     def method_label(self) -> str:
+        """The strategy with the parameters that differ from its defaults."""
         params = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return f"{self.strategy}({params})" if params else self.strategy

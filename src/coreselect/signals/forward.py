@@ -21,7 +21,7 @@ def forward_in_batches(
     model: nn.Module,
     inputs: Tensor,
     *,
-    batch_size: int = 1024,
+    batch_size: int = 256,
     with_features: bool = False,
     train_mode: bool = False,
 ) -> ForwardOutputs:

@@ -28,4 +28,4 @@ class TrainConfig(BaseModel):
     schedule: ScheduleName = "onecycle"
     warmup: float = Field(0.3, ge=0.0, lt=1.0, description="share of the run spent warming the LR up")
     eval_points: int = Field(20, ge=1, description="evaluations (and checkpoints) over the run")
-    eval_batch_size: int = Field(1024, ge=1)
+    eval_batch_size: int = Field(256, ge=1)

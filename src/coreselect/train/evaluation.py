@@ -16,7 +16,7 @@ class Evaluation:
     loss: float
 
 
-def evaluate(model: nn.Module, dataset: InMemoryDataset, batch_size: int = 1024) -> Evaluation:
+def evaluate(model: nn.Module, dataset: InMemoryDataset, batch_size: int = 256) -> Evaluation:
     """Accuracy and mean cross-entropy of ``model`` (in eval mode) on ``dataset``."""
     logits = forward_in_batches(model, dataset.inputs, batch_size=batch_size).logits
     targets = dataset.targets.to(logits.device)
