@@ -149,7 +149,8 @@ def main() -> None:
                     if lib and ours:
                         print(f"{n:>6} {dim:>4} {library:>10} {lib['seconds']:>8.3f} {lib['peak_mib']:>9.0f} | "
                               f"{ours['seconds']:>7.3f} {ours['peak_mib']:>8.0f} "
-                              f"{lib['seconds'] / ours['seconds']:>7.2f}× {ours['objective'] / lib['objective']:>12.6f}")
+                              f"{lib['seconds'] / ours['seconds']:>7.2f}× "
+                              f"{ours['objective'] / lib['objective']:>12.6f}")
                 timed = [(results[lib]["seconds"], lib) for lib in PAIRS if results.get(lib)]
                 if timed:
                     fastest_time, fastest = min(timed)

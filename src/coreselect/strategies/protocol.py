@@ -126,6 +126,7 @@ class Context:
     val: InMemoryDataset | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     log: SelectionLog = field(default_factory=SelectionLog)
+    learning_rate: float = 0.0  # the optimiser's current learning rate, kept up to date by the trainer
 
     @property
     def batch_size(self) -> int:

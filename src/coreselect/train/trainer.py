@@ -149,7 +149,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------
     def _step(self, batch: Batch) -> StepOutput:
         s = self.state
-        set_learning_rate(self.optimizer, self.config, s.examples / self.budget.total_examples)
+        self._set_learning_rate()
         x, y = self.train_data[batch.indices]
         self.model.train()
         logits = self.model(x)
@@ -163,6 +163,10 @@ class Trainer:
         s.loss_sum += float(loss.detach())
         s.loss_count += 1
         return StepOutput(step=s.step, logits=logits.detach(), losses=losses.detach())
+
+    def _set_learning_rate(self) -> None:
+        progress = self.state.examples / self.budget.total_examples
+        self.context.learning_rate = set_learning_rate(self.optimizer, self.config, progress)
 
     def _stop_on_non_finite(self, value: float) -> None:
         s = self.state
@@ -211,6 +215,7 @@ class Trainer:
         pending = [e for e in self._eval_examples if e > s.examples]
         bar = tqdm(total=total, initial=s.examples, unit="ex", unit_scale=True, desc=self.description,
                    disable=not self.progress_bar, leave=False)
+        self._set_learning_rate()  # strategies may read the LR before the first step
         batches = self.strategy.batches()
         with bar:
             while s.examples < total:
