@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed-stamp
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_STORE := runs/demo.db
-DEMO_ARGS := --dataset fashion-mnist --model lenet --epochs 20 --store $(DEMO_STORE)
+DEMO_ARGS := --dataset fashion-mnist --model lenet --epochs 20 --val-fraction 0.1 --store $(DEMO_STORE)
+DEMO_METHODS := random random-subset craig gradmatch glister
+SEEDS ?= 0
 
 .PHONY: demo test lint bench setup dataset clean
 
@@ -27,9 +29,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/coreselect train $(DEMO_ARGS) --strategy full --seed 0
-	$(BIN)/coreselect train $(DEMO_ARGS) --strategy random --budget 0.1 --seed 0
-	$(BIN)/coreselect train $(DEMO_ARGS) --strategy random-subset --budget 0.1 --seed 0
+	for seed in $(SEEDS); do \
+	  $(BIN)/coreselect train $(DEMO_ARGS) --strategy full --seed $$seed || exit 1; \
+	  for method in $(DEMO_METHODS); do \
+	    $(BIN)/coreselect train $(DEMO_ARGS) --strategy $$method --budget 0.1 --seed $$seed || exit 1; \
+	  done; \
+	done
 	$(BIN)/coreselect report --store $(DEMO_STORE)
 
 test: setup
@@ -41,6 +46,8 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/lenet_fashion_mnist.py
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/facility_location.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -61,6 +61,10 @@ def train(
     eval_points: Annotated[int, typer.Option(help="evaluations (and checkpoints) over the run")] = 20,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
     rerun: Annotated[bool, typer.Option(help="train again even if the store has this run")] = False,
+    gradient_error: Annotated[
+        int | None,
+        typer.Option(help="record the selection's gradient error at each evaluation, on N training examples (0: all)"),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Train one configuration and store it; re-running an interrupted command resumes it."""
@@ -76,7 +80,8 @@ def train(
         typer.echo(f"note: {strategy} trains on every example; budget set to {config.train.budget:g}", err=True)
     results = ResultStore(store)
     before = results.get(config.run_id)
-    run = run_experiment(config, results, device=device, progress_bar=progress, rerun=rerun)
+    run = run_experiment(config, results, device=device, progress_bar=progress, rerun=rerun,
+                         gradient_error_sample=gradient_error)
     done_before = before is not None and before.status == "done" and not rerun
     typer.echo(
         f"{config.method_label} budget={config.train.budget:g} seed={config.seed}: "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from coreselect.experiments.store import ResultStore, StoredRun
+from coreselect.train.gradient_error import RELATIVE
 
 REFERENCE = "full"
 
@@ -32,14 +33,19 @@ class MethodSummary:
     time_s: float
     selection_share: float
     speedup: float | None
+    gradient_error: float | None = None  # mean relative gradient error of the selections, if recorded
 
 
 def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(runs: list[StoredRun]) -> list[MethodSummary]:
-    """One row per (setting, method, budget) over the finished runs, references first."""
+def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = None) -> list[MethodSummary]:
+    """One row per (setting, method, budget) over the finished runs, references first.
+
+    ``gradient_errors`` maps run ids to their mean relative gradient error (see :func:`gradient_errors`).
+    """
+    gradient_errors = gradient_errors or {}
     groups: dict[str, dict[tuple[str, float], list[StoredRun]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         if run.status == "done" and run.test_accuracy is not None:
@@ -55,6 +61,7 @@ def summarise(runs: list[StoredRun]) -> list[MethodSummary]:
             rel = [100.0 * (full_acc - a) / full_acc for a in accs] if full_acc else None
             time_s = statistics.fmean(r.learning_s for r in rs)
             selection = statistics.fmean(r.selection_s or 0.0 for r in rs)
+            errors = [gradient_errors[r.run_id] for r in rs if r.run_id in gradient_errors]
             rows.append(MethodSummary(
                 setting=json.loads(setting_key),
                 method=name,
@@ -67,6 +74,7 @@ def summarise(runs: list[StoredRun]) -> list[MethodSummary]:
                 time_s=time_s,
                 selection_share=selection / time_s if time_s > 0 else 0.0,
                 speedup=full_time / time_s if full_time and time_s > 0 else None,
+                gradient_error=statistics.fmean(errors) if errors else None,
             ))
     return rows
 
@@ -75,6 +83,9 @@ def format_table(rows: list[MethodSummary], tablefmt: str = "github") -> str:
     """The summary as a text table (any ``tabulate`` format)."""
     headers = ["dataset", "model", "epochs", "noise", "method", "budget", "seeds", "test acc (%)",
                "rel. error (%)", "time (s)", "selection", "speed-up"]
+    with_gradient_error = any(r.gradient_error is not None for r in rows)
+    if with_gradient_error:
+        headers.append("grad. error")
     table = []
     for r in rows:
         s = r.setting
@@ -84,11 +95,24 @@ def format_table(rows: list[MethodSummary], tablefmt: str = "github") -> str:
             r.seeds, f"{100 * r.accuracy_mean:.2f} ± {100 * r.accuracy_std:.2f}", rel, f"{r.time_s:.1f}",
             f"{100 * r.selection_share:.1f}%", "—" if r.speedup is None else f"{r.speedup:.2f}×",
         ])
+        if with_gradient_error:
+            table[-1].append("—" if r.gradient_error is None else f"{r.gradient_error:.3f}")
     return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
+def gradient_errors(store: ResultStore, runs: list[StoredRun]) -> dict[str, float]:
+    """Mean relative gradient error over each run's evaluation points, for runs that recorded it."""
+    out = {}
+    for run in runs:
+        values = [e.extras[RELATIVE] for e in store.evaluations(run.run_id) if RELATIVE in e.extras]
+        if values:
+            out[run.run_id] = statistics.fmean(values)
+    return out
+
+
 def report(store: ResultStore, tablefmt: str = "github") -> str:
-    rows = summarise(store.runs(status="done"))
+    runs = store.runs(status="done")
+    rows = summarise(runs, gradient_errors(store, runs))
     if not rows:
         return f"no finished runs in {store.path}; run `coreselect train ... --store {store.path}` first"
     return format_table(rows, tablefmt)

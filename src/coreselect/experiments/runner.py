@@ -15,6 +15,7 @@ from coreselect.models.zoo import check_model_fits, create_model
 from coreselect.seeding import derive_seed
 from coreselect.strategies.registry import create_strategy
 from coreselect.train.callbacks import Callback
+from coreselect.train.gradient_error import GradientError
 from coreselect.train.trainer import Trainer
 
 
@@ -37,8 +38,13 @@ def run_experiment(
     progress_bar: bool = True,
     callbacks: Sequence[Callback] = (),
     rerun: bool = False,
+    gradient_error_sample: int | None = None,
 ) -> StoredRun:
-    """Train ``config`` and store it; a finished run is returned from the store unless ``rerun``."""
+    """Train ``config`` and store it; a finished run is returned from the store unless ``rerun``.
+
+    ``gradient_error_sample`` (a number of training examples, 0 for all) records the gradient error of the
+    selection at each evaluation point (:class:`~coreselect.train.GradientError`).
+    """
     existing = store.get(config.run_id)
     if existing is not None and existing.status == "done" and not rerun:
         return existing
@@ -67,7 +73,8 @@ def run_experiment(
         seed=config.seed,
         device=resolve_device(device),
         checkpoint_path=path,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *([GradientError(gradient_error_sample or None, seed=config.seed)]
+                                  if gradient_error_sample is not None else [])],
         progress_bar=progress_bar,
         description=f"{config.method_label} b={config.train.budget:g} s={config.seed}",
     )

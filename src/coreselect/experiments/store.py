@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS evaluations (
     selection_s REAL NOT NULL,
     training_s REAL NOT NULL,
     evaluation_s REAL NOT NULL,
+    extras TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (run_id, step)
 );
 CREATE TABLE IF NOT EXISTS selections (
@@ -147,9 +149,9 @@ class ResultStore:
             )
             db.execute("DELETE FROM evaluations WHERE run_id = ?", (config.run_id,))
             db.executemany(
-                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(config.run_id, r.step, r.examples, r.test_accuracy, r.test_loss, r.train_loss, r.selection_s,
-                  r.training_s, r.evaluation_s) for r in result.history],
+                  r.training_s, r.evaluation_s, json.dumps(r.extras)) for r in result.history],
             )
             db.execute("DELETE FROM selections WHERE run_id = ?", (config.run_id,))
             rows = []
@@ -180,9 +182,9 @@ class ResultStore:
         with self._connect() as db:
             rows = db.execute(
                 """SELECT step, examples, test_accuracy, test_loss, train_loss, selection_s, training_s,
-                          evaluation_s FROM evaluations WHERE run_id = ? ORDER BY step""", (run_id,)
+                          evaluation_s, extras FROM evaluations WHERE run_id = ? ORDER BY step""", (run_id,)
             ).fetchall()
-        return [EvalRecord(*r) for r in rows]
+        return [EvalRecord(*r[:-1], extras=json.loads(r[-1])) for r in rows]
 
     def selections(self, run_id: str) -> list[dict[str, Any]]:
         """Each selection round: step, indices (int64 tensor), weights (float tensor or None), noisy share."""

@@ -3,6 +3,7 @@
 from coreselect.train.callbacks import Callback
 from coreselect.train.config import TrainConfig
 from coreselect.train.evaluation import Evaluation, evaluate
+from coreselect.train.gradient_error import GradientError, mean_gradient
 from coreselect.train.schedule import lr_factor, make_optimizer
 from coreselect.train.timing import Timings
 from coreselect.train.trainer import EvalRecord, Trainer, TrainResult
@@ -11,6 +12,7 @@ __all__ = [
     "Callback",
     "EvalRecord",
     "Evaluation",
+    "GradientError",
     "Timings",
     "TrainConfig",
     "TrainResult",
@@ -18,4 +20,5 @@ __all__ = [
     "evaluate",
     "lr_factor",
     "make_optimizer",
+    "mean_gradient",
 ]

@@ -36,6 +36,7 @@ class EvalRecord:
     selection_s: float
     training_s: float
     evaluation_s: float
+    extras: dict[str, float] = field(default_factory=dict)  # filled by callbacks (diagnostics)
 
 
 @dataclass
@@ -197,7 +198,8 @@ class Trainer:
         s.history.append(record)
         s.loss_sum, s.loss_count = 0.0, 0
         for cb in self.callbacks:
-            cb.on_evaluation(self, record)
+            with s.timings.section("evaluation", self.device):  # diagnostics are not the method's cost
+                cb.on_evaluation(self, record)
         if self.checkpoint_path is not None:
             save_checkpoint(self.checkpoint_path, self._checkpoint_state())
 
