@@ -48,3 +48,22 @@ def npz_root(tmp_path: Path) -> Path:
     np.savez(tmp_path / "train.npz", x=x[:600], y=y[:600])
     np.savez(tmp_path / "test.npz", x=x[600:], y=y[600:])
     return tmp_path
+
+
+def assert_resumes_exact_stream(name: str, make_context, skip: int, take: int) -> None:
+    """A strategy restored from ``state_dict`` mid-run yields exactly the batches the original would."""
+    import itertools
+
+    from coreselect.strategies import create_strategy
+
+    strategy = create_strategy(name)
+    strategy.setup(make_context())
+    stream = strategy.batches()
+    for _ in range(skip):
+        next(stream)
+    state = strategy.state_dict()
+    expected = [b.indices.tolist() for b in itertools.islice(stream, take)]
+    resumed = create_strategy(name)
+    resumed.setup(make_context())
+    resumed.load_state_dict(state)
+    assert [b.indices.tolist() for b in itertools.islice(resumed.batches(), take)] == expected

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad
 
-from conftest import make_blobs
+from conftest import assert_resumes_exact_stream, make_blobs
 from coreselect.data import InMemoryDataset
 from coreselect.errors import InvalidInputError
 from coreselect.models import create_model
@@ -108,14 +108,4 @@ def test_glister_needs_validation_and_selects_distinct_examples() -> None:
 
 @pytest.mark.parametrize("name", ["craig", "gradmatch", "glister"])
 def test_resumes_the_exact_stream(name: str) -> None:
-    strategy = create_strategy(name)
-    strategy.setup(_context())
-    stream = strategy.batches()
-    for _ in range(9):
-        next(stream)
-    state = strategy.state_dict()
-    expected = [b.indices.tolist() for b in itertools.islice(stream, 12)]
-    resumed = create_strategy(name)
-    resumed.setup(_context())
-    resumed.load_state_dict(state)
-    assert [b.indices.tolist() for b in itertools.islice(resumed.batches(), 12)] == expected
+    assert_resumes_exact_stream(name, _context, skip=9, take=12)

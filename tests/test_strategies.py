@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 
+from conftest import assert_resumes_exact_stream
 from coreselect.data import InMemoryDataset
 from coreselect.errors import InvalidInputError, UnknownNameError
 from coreselect.strategies import STRATEGIES, Batch, Budget, Context, create_strategy
@@ -77,18 +78,7 @@ def test_seed_changes_the_stream() -> None:
 
 @pytest.mark.parametrize("name", ["full", "random", "random-subset"])
 def test_state_dict_resumes_the_exact_stream(name: str) -> None:
-    strategy = create_strategy(name)
-    strategy.setup(_context())
-    stream = strategy.batches()
-    for _ in range(7):  # stop mid-pass
-        next(stream)
-    state = strategy.state_dict()
-    expected = [b.indices.tolist() for b in itertools.islice(stream, 20)]
-
-    resumed = create_strategy(name)
-    resumed.setup(_context())
-    resumed.load_state_dict(state)
-    assert [b.indices.tolist() for b in itertools.islice(resumed.batches(), 20)] == expected
+    assert_resumes_exact_stream(name, _context, skip=7, take=20)  # stops mid-pass
 
 
 def test_batch_head_and_budget() -> None:

@@ -6,24 +6,21 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
 from coreselect.signals import forward_in_batches, logit_gradients
-from coreselect.strategies.epochs import EpochStrategy, Selection
+from coreselect.strategies.epochs import Selection
+from coreselect.strategies.periodic import PeriodicParams, PeriodicSelection
 from coreselect.strategies.protocol import Context
-from coreselect.strategies.proxies import uniform_subset
 from coreselect.strategies.registry import register
 
 
-class GlisterParams(BaseModel):
-    """GLISTER's settings (last layer only, as in CORDS)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class GlisterParams(PeriodicParams):
+    """GLISTER's settings (last layer only, as in CORDS; ``select_every`` scaled to 20-epoch runs)."""
 
     select_every: int = Field(5, ge=1, description="compressed epochs between selections")
-    warm_start_epochs: int = Field(0, ge=0, description="compressed epochs on uniform random subsets first")
     epsilon: float = Field(0.01, gt=0.0, lt=1.0, description="stochastic greedy: (n/k)·ln(1/ε) candidates a pick")
     eta: float | None = Field(None, gt=0.0, description="lookahead step size (default: the current LR)")
 
@@ -41,7 +38,7 @@ def validation_alignment(e: Tensor, h: Tensor, grad_w: Tensor, grad_b: Tensor) -
 
 @register("glister", family="adaptive", params=GlisterParams,
           summary="greedy one-step lookahead on the validation log-likelihood (needs --val-fraction)")
-class Glister(EpochStrategy):
+class Glister(PeriodicSelection):
     """Stochastic greedy: each pick takes, among (n/k)·ln(1/ε) random candidates, the one with the largest
     gain η · g_i · ∇L_val(θ_S), θ_S = θ − η Σ_{j∈S} g_j the one-step lookahead on the selection so far (the
     summed gradient, as in the paper and CORDS), and updates the validation logits in closed form (a rank-1
@@ -59,20 +56,7 @@ class Glister(EpochStrategy):
             raise InvalidInputError("glister needs a validation split; pass --val-fraction 0.1 (or give Context.val)")
         super().setup(ctx)
 
-    def select(self, epoch: int) -> Selection | None:
-        p, ctx = self.params, self.context
-        k = ctx.budget.epoch_examples
-        if epoch < p.warm_start_epochs:
-            indices = uniform_subset(ctx, k, self.generator)
-            ctx.log.record(indices)
-            return Selection(indices)
-        if (epoch - p.warm_start_epochs) % p.select_every:
-            return None
-        indices = self._greedy(k)
-        ctx.log.record(indices)
-        return Selection(indices)
-
-    def _greedy(self, k: int) -> Tensor:
+    def reselect(self, k: int) -> Selection:
         ctx = self.context
         assert ctx.val is not None
         train = forward_in_batches(ctx.model, ctx.train.inputs, with_features=True)
@@ -100,4 +84,4 @@ class Glister(EpochStrategy):
             available[pick] = False
             # θ_S ← θ_S − η g_pick moves every validation logit by −η (h_v·h_pick + 1) e_pick
             logits -= eta * (val_h @ h[pick] + 1.0)[:, None] * e[pick][None, :]
-        return picks.cpu()
+        return Selection(picks.cpu())

@@ -6,27 +6,24 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
 from coreselect.matching import nonnegative_omp
 from coreselect.signals import forward_in_batches, last_layer_gradients, logit_gradients
-from coreselect.strategies.epochs import EpochStrategy, Selection
+from coreselect.strategies.epochs import Selection
+from coreselect.strategies.periodic import PeriodicParams, PeriodicSelection
 from coreselect.strategies.protocol import Context
-from coreselect.strategies.proxies import uniform_subset
 from coreselect.strategies.registry import register
 from coreselect.submodular import class_quotas, normalise_weights
 
 
-class GradMatchParams(BaseModel):
+class GradMatchParams(PeriodicParams):
     """GradMatch's settings; CORDS defaults except ``select_every`` (scaled to 20-epoch runs)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     variant: Literal["per_batch", "per_class"] = Field("per_batch", description="atoms: mini-batches or examples")
     select_every: int = Field(5, ge=1, description="compressed epochs between selections")
-    warm_start_epochs: int = Field(0, ge=0, description="compressed epochs on uniform random subsets first")
     lam: float = Field(0.0, ge=0.0, description="ridge penalty λ on the weights")
     valid: bool = Field(False, description="match the validation gradient instead of the training gradient")
 
@@ -40,7 +37,7 @@ def _last_layer_grads(ctx: Context, inputs: Tensor, targets: Tensor) -> Tensor:
 
 @register("gradmatch", family="adaptive", params=GradMatchParams,
           summary="non-negative OMP matching of last-layer gradients (per batch or per class), weighted")
-class GradMatch(EpochStrategy):
+class GradMatch(PeriodicSelection):
     """Atoms are per-example (``per_class``) or per-mini-batch (``per_batch``) mean gradients; the budget
     left by an early stop of the pursuit is filled uniformly at random with weight 1."""
 
@@ -109,15 +106,8 @@ class GradMatch(EpochStrategy):
             return val_grads.mean(0) * n_batches
         return atoms.mean(0) * n_batches
 
-    def select(self, epoch: int) -> Selection | None:
+    def reselect(self, k: int) -> Selection:
         p, ctx = self.params, self.context
-        k = ctx.budget.epoch_examples
-        if epoch < p.warm_start_epochs:
-            indices = uniform_subset(ctx, k, self.generator)
-            ctx.log.record(indices)
-            return Selection(indices)
-        if (epoch - p.warm_start_epochs) % p.select_every:
-            return None
         indices, weights = self._per_batch(k) if p.variant == "per_batch" else self._per_class(k)
         missing = k - len(indices)
         if missing > 0:  # fill the budget uniformly at random, weight 1
@@ -127,6 +117,4 @@ class GradMatch(EpochStrategy):
             extra = pool[torch.randperm(len(pool), generator=self.generator)[:missing]]
             indices = torch.cat([indices, extra])
             weights = torch.cat([weights.float(), torch.ones(len(extra))])
-        weights = normalise_weights(weights.float())
-        ctx.log.record(indices, weights)
-        return Selection(indices, weights)
+        return Selection(indices, normalise_weights(weights.float()))

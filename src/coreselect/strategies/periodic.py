@@ -1,0 +1,42 @@
+"""Strategies that re-select every few (compressed) epochs, after an optional warm start."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from coreselect.strategies.epochs import EpochStrategy, Selection
+from coreselect.strategies.proxies import uniform_subset
+
+
+class PeriodicParams(BaseModel):
+    """When to select: every ``select_every`` epochs, after ``warm_start_epochs`` of random subsets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    select_every: int = Field(1, ge=1, description="compressed epochs between selections")
+    warm_start_epochs: int = Field(0, ge=0, description="compressed epochs on uniform random subsets first")
+
+
+class PeriodicSelection(EpochStrategy):
+    """Uniform random subsets during the warm start, then :meth:`reselect` every ``select_every`` epochs."""
+
+    params: PeriodicParams
+
+    def select(self, epoch: int) -> Selection | None:
+        p, ctx = self.params, self.context
+        k = ctx.budget.epoch_examples
+        if epoch < p.warm_start_epochs:
+            indices = uniform_subset(ctx, k, self.generator)
+            ctx.log.record(indices)
+            return Selection(indices)
+        if (epoch - p.warm_start_epochs) % p.select_every:
+            return None
+        selection = self.reselect(k)
+        ctx.log.record(selection.indices, selection.weights)
+        return selection
+
+    @abstractmethod
+    def reselect(self, k: int) -> Selection:
+        """A new selection of ``k`` training examples at the current model."""
