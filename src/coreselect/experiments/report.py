@@ -89,7 +89,9 @@ def format_table(rows: list[MethodSummary], tablefmt: str = "github") -> str:
     table = []
     for r in rows:
         s = r.setting
-        rel = "—" if r.relative_error_mean is None else f"{r.relative_error_mean:.2f} ± {r.relative_error_std:.2f}"
+        rel = "—"
+        if r.relative_error_mean is not None:  # rounded first so that a tiny negative prints as 0.00
+            rel = f"{round(r.relative_error_mean, 2) + 0.0:.2f} ± {r.relative_error_std:.2f}"
         table.append([
             s["dataset"], s["model"], s["train"]["epochs"], f"{s['label_noise']:g}", r.method, f"{r.budget:g}",
             r.seeds, f"{100 * r.accuracy_mean:.2f} ± {100 * r.accuracy_std:.2f}", rel, f"{r.time_s:.1f}",

@@ -216,7 +216,7 @@ class Trainer:
         s, total = self.state, self.budget.total_examples
         pending = [e for e in self._eval_examples if e > s.examples]
         bar = tqdm(total=total, initial=s.examples, unit="ex", unit_scale=True, desc=self.description,
-                   disable=not self.progress_bar, leave=False)
+                   disable=None if self.progress_bar else True, leave=False)  # None: off when not a terminal
         self._set_learning_rate()  # strategies may read the LR before the first step
         batches = self.strategy.batches()
         with bar:
