@@ -53,10 +53,11 @@ def test_craig_reselects_on_schedule_and_warm_starts() -> None:
     assert all(len(r.indices) == 60 for r in ctx.log.rounds)
 
 
+@pytest.mark.parametrize("valid", [False, True])
 @pytest.mark.parametrize("variant", ["per_batch", "per_class"])
-def test_gradmatch_selection_shape_and_weights(variant: str) -> None:
+def test_gradmatch_selection_shape_and_weights(variant: str, valid: bool) -> None:
     ctx = _context()
-    strategy = create_strategy("gradmatch", variant=variant)
+    strategy = create_strategy("gradmatch", variant=variant, valid=valid)
     strategy.setup(ctx)
     next(strategy.batches())
     (selection,) = ctx.log.rounds

@@ -52,14 +52,15 @@ class GradMatch(PeriodicSelection):
             raise InvalidInputError("gradmatch with valid=true needs a validation split; pass --val-fraction 0.1")
         super().setup(ctx)
 
-    def _target(self, grads: Tensor, members: Tensor, k: int) -> Tensor:
-        """The gradient sum to match, scaled so that unit weights on k atoms are the natural scale."""
+    def _target(self, train_mean: Tensor, scale: int, classes: Tensor | None = None) -> Tensor:
+        """The mean gradient to match (training, or validation restricted to ``classes``), times ``scale``
+        so that unit weights on ``scale`` atoms are the natural scale."""
         ctx = self.context
-        if self.params.valid and ctx.val is not None:
-            val_mask = torch.isin(ctx.val.targets, ctx.train.targets[members].unique())
-            val_grads = _last_layer_grads(ctx, ctx.val.inputs[val_mask], ctx.val.targets[val_mask])
-            return val_grads.mean(0) * k
-        return grads.mean(0) * k
+        if not self.params.valid or ctx.val is None:
+            return train_mean * scale
+        mask = torch.ones_like(ctx.val.targets, dtype=torch.bool) if classes is None else \
+            torch.isin(ctx.val.targets, classes.to(ctx.val.targets.device))
+        return _last_layer_grads(ctx, ctx.val.inputs[mask], ctx.val.targets[mask]).mean(0) * scale
 
     def _per_class(self, k: int) -> tuple[Tensor, Tensor]:
         ctx, p = self.context, self.params
@@ -67,44 +68,36 @@ class GradMatch(PeriodicSelection):
         classes = torch.unique(targets)
         quotas = class_quotas(torch.stack([(targets == c).sum() for c in classes]), k, proportional=True)
         indices, weights = [], []
-        for c, quota in zip(classes.tolist(), quotas.tolist(), strict=True):
+        for c, quota in zip(classes, quotas.tolist(), strict=True):
             if quota == 0:
                 continue
             members = torch.nonzero(targets == c).squeeze(1)
             grads = _last_layer_grads(ctx, *ctx.train[members])
-            result = nonnegative_omp(grads, self._target(grads, members, quota), quota, lam=p.lam)
-            keep = result.weights > 0
-            indices.append(members[result.indices.cpu()[keep.cpu()]])
-            weights.append(result.weights[keep].cpu())
+            result = nonnegative_omp(grads, self._target(grads.mean(0), quota, c.view(1)), quota, lam=p.lam)
+            keep = (result.weights > 0).cpu()
+            indices.append(members[result.indices.cpu()[keep]])
+            weights.append(result.weights.cpu()[keep])
         return torch.cat(indices), torch.cat(weights)
 
     def _per_batch(self, k: int) -> tuple[Tensor, Tensor]:
+        """Atoms are the mean last-layer gradients of a random partition into mini-batches."""
         ctx, p = self.context, self.params
         size = ctx.batch_size
         order = torch.randperm(len(ctx.train), generator=self.generator)
-        usable = len(order) // size * size
-        batches = order[:usable].view(-1, size)
-        out = forward_in_batches(ctx.model, ctx.train.inputs[order[:usable].to(ctx.train.device)], with_features=True)
-        ctx.log.count_forward(usable)
+        batches = order[: len(order) // size * size].view(-1, size)
+        inputs, targets = ctx.train[batches.flatten()]
+        out = forward_in_batches(ctx.model, inputs, with_features=True)
+        ctx.log.count_forward(batches.numel())
         assert out.features is not None
-        e = logit_gradients(out.logits, ctx.train.targets[order[:usable].to(ctx.train.device)]).view(-1, size,
-                                                                                                     out.logits.shape[1])
-        h = out.features.float().view(-1, size, out.features.shape[1])
-        atoms = torch.cat([e.mean(1), torch.bmm(e.transpose(1, 2), h).flatten(1) / size], dim=1)  # mean gradients
+        e = logit_gradients(out.logits, targets).view(len(batches), size, -1)
+        h = out.features.float().view(len(batches), size, -1)
+        atoms = torch.cat([e.mean(1), torch.bmm(e.transpose(1, 2), h).flatten(1) / size], dim=1)
         n_batches = max(1, round(k / size))
-        result = nonnegative_omp(atoms, self._batch_target(atoms, n_batches), n_batches, lam=p.lam)
-        keep = result.weights > 0
-        chosen = result.indices.cpu()[keep.cpu()]
-        indices = batches[chosen].flatten()
-        weights = result.weights[keep].cpu().repeat_interleave(size)
+        result = nonnegative_omp(atoms, self._target(atoms.mean(0), n_batches), n_batches, lam=p.lam)
+        keep = (result.weights > 0).cpu()
+        indices = batches[result.indices.cpu()[keep]].flatten()
+        weights = result.weights.cpu()[keep].repeat_interleave(size)
         return indices[:k], weights[:k]
-
-    def _batch_target(self, atoms: Tensor, n_batches: int) -> Tensor:
-        ctx = self.context
-        if self.params.valid and ctx.val is not None:
-            val_grads = _last_layer_grads(ctx, ctx.val.inputs, ctx.val.targets)
-            return val_grads.mean(0) * n_batches
-        return atoms.mean(0) * n_batches
 
     def reselect(self, k: int) -> Selection:
         p, ctx = self.params, self.context
