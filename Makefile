@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python benchmarks/lenet_fashion_mnist.py
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/facility_location.py
+	$(BIN)/python benchmarks/crest_check.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

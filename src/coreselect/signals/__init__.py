@@ -9,14 +9,17 @@ from coreselect.signals.gradients import (
     pairwise_sq_distances,
     per_example_losses,
 )
+from coreselect.signals.hessian import gradient_and_hessian_diagonal, rademacher_like
 
 __all__ = [
     "ForwardOutputs",
     "forward_in_batches",
+    "gradient_and_hessian_diagonal",
     "last_layer_gradient_norms",
     "last_layer_gradients",
     "last_layer_pairwise_sq_distances",
     "logit_gradients",
     "pairwise_sq_distances",
     "per_example_losses",
+    "rademacher_like",
 ]

@@ -195,6 +195,9 @@ class Trainer:
             training_s=s.timings.training,
             evaluation_s=s.timings.evaluation,
         )
+        metrics = getattr(self.strategy, "metrics", None)  # optional: a strategy's own instrumentation
+        if metrics is not None:
+            record.extras.update(metrics())
         s.history.append(record)
         s.loss_sum, s.loss_count = 0.0, 0
         for cb in self.callbacks:

@@ -1,0 +1,140 @@
+"""CREST: Hutchinson diagonal, the quadratic model, the validity check, dropping, and resumption."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import make_blobs
+from coreselect.data import InMemoryDataset
+from coreselect.models import create_model
+from coreselect.signals import gradient_and_hessian_diagonal
+from coreselect.strategies import Budget, Context, StepOutput, create_strategy
+from coreselect.strategies.crest import QuadraticModel, drop_learned
+
+
+def test_hutchinson_matches_the_exact_hessian_diagonal() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+    params = list(model.parameters())
+    shapes = [p.shape for p in params]
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+
+    def loss_of(vector: torch.Tensor) -> torch.Tensor:
+        chunks, start = [], 0
+        for shape in shapes:
+            size = math.prod(shape)
+            chunks.append(vector[start : start + size].view(shape))
+            start += size
+        names = [name for name, _ in model.named_parameters()]
+        out = torch.func.functional_call(model, dict(zip(names, chunks, strict=True)), (x,))
+        return F.cross_entropy(out, y)
+
+    hessian = torch.autograd.functional.hessian(loss_of, flat)
+    exact = hessian.diagonal()
+    probes = 4000
+    _, diag = gradient_and_hessian_diagonal(F.cross_entropy(model(x), y), params, probes=probes,
+                                            generator=torch.Generator().manual_seed(1))
+    estimate = torch.cat([d.reshape(-1) for d in diag])
+    # z_i (Hz)_i = H_ii + Σ_{j≠i} z_i z_j H_ij: variance Σ_{j≠i} H_ij² per probe
+    std_error = ((hessian.pow(2).sum(1) - exact.pow(2)) / probes).sqrt()
+    assert ((estimate - exact).abs() <= 5 * std_error + 1e-7).all()
+    assert (estimate - exact).abs().max() > 0  # an estimate, not the exact value
+
+
+def test_quadratic_model_is_exact_on_a_quadratic() -> None:
+    torch.manual_seed(2)
+    a, b, anchor = torch.rand(6) + 0.5, torch.randn(6), torch.randn(6)
+    w = anchor.clone().requires_grad_(True)
+    loss = 0.5 * (a * w * w).sum() + (b * w).sum() + 3.0
+    (grad,), (diag,) = gradient_and_hessian_diagonal(loss, [w], probes=1)
+    torch.testing.assert_close(diag, a)  # a diagonal Hessian: Hutchinson is exact with one probe
+    model = QuadraticModel(float(loss.detach()), grad, diag, anchor)
+    for _ in range(3):
+        point = anchor + torch.randn(6)
+        true = float(0.5 * (a * point * point).sum() + (b * point).sum() + 3.0)
+        assert model.predict(point) == pytest.approx(true, rel=1e-5)
+
+
+def _context(n: int = 400) -> Context:
+    x, y = make_blobs(n, seed=8)
+    torch.manual_seed(0)
+    data = InMemoryDataset(torch.from_numpy(x), torch.from_numpy(y), 4)
+    return Context(model=create_model("mlp", (1, 8, 8), 4), train=data, budget=Budget(0.5, 4, n, 16))
+
+
+def test_check_fires_when_the_loss_surface_changes_and_not_otherwise() -> None:
+    ctx = _context()
+    strategy = create_strategy("crest", approx_with_coreset=False, random_subset_size=0.1)
+    strategy.setup(ctx)
+    next(strategy.batches())  # the first region: subsets, coresets, quadratic model at the current weights
+    assert strategy.updates == 1
+    assert strategy.predicted_loss() == pytest.approx(strategy.quadratic.base_loss)
+    assert not strategy._model_failed()  # nothing moved: F(0) is the subsets' loss itself
+    with torch.no_grad():
+        ctx.model.fc.weight.mul_(8.0)  # a different loss surface
+    assert strategy._model_failed()
+
+
+def test_new_region_after_a_failed_check() -> None:
+    ctx = _context()
+    strategy = create_strategy("crest", random_subset_size=0.1)
+    strategy.setup(ctx)
+    stream = strategy.batches()
+    batch = next(stream)
+    assert len(batch) == 16 and batch.weights is not None
+    assert len(strategy.coreset) == 5 * 16  # P = 5 mini-batch coresets of m = 16
+    assert float(strategy.weights.mean()) == pytest.approx(1.0)
+    strategy.observe(batch, StepOutput(0, torch.zeros(16, 4), torch.zeros(16)))
+    with torch.no_grad():
+        ctx.model.fc.weight.mul_(8.0)
+    next(stream)
+    assert strategy.updates == 2 and strategy.reset_step == 1
+    assert len(ctx.log.rounds) == 2
+
+
+def test_dropping_never_empties_a_class_and_respects_the_pool_minimum() -> None:
+    targets = torch.arange(100) % 4
+    pool = torch.ones(100, dtype=torch.bool)
+    table = torch.full((5, 100), -1.0)
+    table[0] = 0.01  # every example looks learned ...
+    table[0, targets == 1] = 1.0  # ... except class 1
+    kept = drop_learned(pool, table, targets, 0.1, minimum_per_class=5, minimum_pool=10)
+    for c in range(4):  # classes 0, 2, 3 would be empty: they keep all their examples
+        assert int((kept & (targets == c)).sum()) == 25
+    table[0, targets == 0] = 1.0
+    table[0, targets == 2] = 1.0
+    class_3 = torch.nonzero(targets == 3).squeeze(1)
+    table[0, class_3[:5]] = 1.0  # five of class 3 are still hard: the other twenty may go
+    kept = drop_learned(pool, table, targets, 0.1, minimum_per_class=5, minimum_pool=10)
+    assert int(kept.sum()) == 80 and kept[class_3].tolist() == [True] * 5 + [False] * 20
+    never_seen = torch.full((5, 100), -1.0)
+    assert torch.equal(drop_learned(pool, never_seen, targets, 0.1, minimum_per_class=5, minimum_pool=10), pool)
+    assert torch.equal(drop_learned(pool, table, targets, 0.1, minimum_per_class=5, minimum_pool=80), pool)
+
+
+def test_crest_resumes_its_exact_stream() -> None:
+    def drive(strategy, steps: int) -> list[list[int]]:
+        stream, seen = strategy.batches(), []
+        for step in itertools.count():
+            if step == steps:
+                return seen
+            batch = next(stream)
+            seen.append(batch.indices.tolist())
+            strategy.observe(batch, StepOutput(step, torch.zeros(len(batch), 4), torch.zeros(len(batch))))
+        return seen
+
+    original = create_strategy("crest", random_subset_size=0.1, check_interval=2)
+    original.setup(_context())
+    drive(original, 7)
+    state = original.state_dict()
+    expected = drive(original, 9)
+    resumed = create_strategy("crest", random_subset_size=0.1, check_interval=2)
+    resumed.setup(_context())
+    resumed.load_state_dict(state)
+    assert drive(resumed, 9) == expected
