@@ -31,7 +31,7 @@ def main() -> None:
             progress_bar=False).fit()
     ctx = Context(model=model, train=splits.train, budget=Budget(0.1, 20, len(splits.train), 128))
     timings = {}
-    losses = {}
+    forwarded = {}
     for full_set in (True, False):
         strategy = create_strategy("crest", full_set_check=full_set)
         strategy.setup(ctx)
@@ -42,9 +42,9 @@ def main() -> None:
             strategy._model_failed()
             seconds.append(strategy.seconds["check"] - before)
         timings[full_set] = statistics.median(seconds)
-        losses[full_set] = len(strategy.subsets)
+        forwarded[full_set] = len(strategy.subsets)
     n = len(splits.train)
-    print(f"forwarded per check: official {n} examples, ours {losses[False]} (the region's random subsets)")
+    print(f"forwarded per check: official {n} examples, ours {forwarded[False]} (the region's random subsets)")
     print(f"seconds per check (median of {args.repeats}): official {timings[True]:.4f}, ours {timings[False]:.4f}")
     print(f"ratio official / ours: {timings[True] / timings[False]:.1f}×")
 

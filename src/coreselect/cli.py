@@ -76,7 +76,7 @@ def train(
         train={"epochs": epochs, "budget": budget, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
                "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule, "eval_points": eval_points},
     )
-    if strategy != config.strategy or budget != config.train.budget:
+    if budget != config.train.budget:
         typer.echo(f"note: {strategy} trains on every example; budget set to {config.train.budget:g}", err=True)
     results = ResultStore(store)
     before = results.get(config.run_id)

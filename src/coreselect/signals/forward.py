@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -35,10 +36,10 @@ def forward_in_batches(
     device = next(model.parameters()).device
     logits, features = [], []
     try:
-        with PenultimateFeatures(model) if with_features else _NoHook() as hook:
+        with PenultimateFeatures(model) if with_features else nullcontext() as hook:
             for start in range(0, inputs.shape[0], batch_size):
                 logits.append(model(inputs[start : start + batch_size].to(device, non_blocking=True)))
-                if with_features:
+                if hook is not None:
                     features.append(hook.value)
     finally:
         model.train(was_training)
@@ -47,12 +48,3 @@ def forward_in_batches(
         return ForwardOutputs(empty, empty if with_features else None)
     return ForwardOutputs(torch.cat(logits), torch.cat(features) if with_features else None)
 
-
-class _NoHook:
-    value = None
-
-    def __enter__(self) -> _NoHook:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
