@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from coreselect.experiments.store import ResultStore, StoredRun
-from coreselect.train.gradient_error import RELATIVE
+from coreselect.train.forgetting import FORGETTING
+from coreselect.train.gradient_error import ABSOLUTE, RELATIVE
 
 REFERENCE = "full"
 
@@ -112,9 +113,94 @@ def gradient_errors(store: ResultStore, runs: list[StoredRun]) -> dict[str, floa
     return out
 
 
+def _method_groups(runs: list[StoredRun]) -> dict[tuple[str, str, float], list[StoredRun]]:
+    groups: dict[tuple[str, str, float], list[StoredRun]] = defaultdict(list)
+    for run in runs:
+        groups[(run.config.setting_key, run.config.method_label, run.config.train.budget)].append(run)
+    return groups
+
+
+def _setting_cells(setting_key: str) -> list[str]:
+    s = json.loads(setting_key)
+    return [s["dataset"], s["model"], str(s["train"]["epochs"]), f"{s['label_noise']:g}"]
+
+
+def instrumentation_table(store: ResultStore, runs: list[StoredRun], tablefmt: str = "github") -> str | None:
+    """A strategy's own counters at the end of training (``metrics()``: e.g. CREST's coreset updates and
+    seconds per component), averaged over seeds, beside the run's training seconds; None if none recorded."""
+    finals: dict[str, dict[str, float]] = {}
+    for run in runs:
+        evaluations = store.evaluations(run.run_id)
+        extras = {k: v for k, v in (evaluations[-1].extras if evaluations else {}).items()
+                  if k not in (ABSOLUTE, RELATIVE)}
+        if extras:
+            finals[run.run_id] = extras
+    if not finals:
+        return None
+    keys = sorted({k for extras in finals.values() for k in extras})
+    table = []
+    for (setting_key, method, budget), rs in _method_groups([r for r in runs if r.run_id in finals]).items():
+        cells = [statistics.fmean(finals[r.run_id].get(k, float("nan")) for r in rs) for k in keys]
+        table.append([*_setting_cells(setting_key), method, f"{budget:g}", len(rs),
+                      f"{statistics.fmean(r.training_s or 0.0 for r in rs):.1f}", *(f"{c:.4g}" for c in cells)])
+    headers = ["dataset", "model", "epochs", "noise", "method", "budget", "seeds", "training_s", *keys]
+    return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+def selection_forgetting(store: ResultStore, runs: list[StoredRun], parts: int = 4) -> dict[str, list[float]]:
+    """Per run with selections: the mean forgetting score of its selected examples in each of ``parts``
+    equal spans of its training steps, the score taken from the ``full`` run of the same setting and seed
+    (how hard the selections are as training goes on; CREST's analysis). NaN where a span selected nothing."""
+    reference: dict[tuple[str, int], StoredRun] = {
+        (r.config.setting_key, r.config.seed): r for r in runs if r.config.method_label == REFERENCE
+    }
+    out = {}
+    for run in runs:
+        full = reference.get((run.config.setting_key, run.config.seed))
+        if full is None or run is full or not run.steps:
+            continue
+        scores = store.example_scores(full.run_id, FORGETTING)
+        rounds = store.selections(run.run_id)
+        if scores is None or not rounds:
+            continue
+        spans: list[list[float]] = [[] for _ in range(parts)]
+        for r in rounds:
+            spans[min(parts - 1, r["step"] * parts // run.steps)].append(float(scores[r["indices"]].nanmean()))
+        out[run.run_id] = [statistics.fmean(v) if v else float("nan") for v in spans]
+    return out
+
+
+def forgetting_table(store: ResultStore, runs: list[StoredRun], parts: int = 4,
+                     tablefmt: str = "github") -> str | None:
+    """:func:`selection_forgetting` averaged over seeds, beside the mean score of all training examples."""
+    per_run = selection_forgetting(store, runs, parts)
+    if not per_run:
+        return None
+    table = []
+    for (setting_key, method, budget), rs in _method_groups([r for r in runs if r.run_id in per_run]).items():
+        full = [r for r in runs if r.config.method_label == REFERENCE and r.config.setting_key == setting_key]
+        all_mean = statistics.fmean(float(store.example_scores(f.run_id, FORGETTING).nanmean()) for f in full)
+        spans = [statistics.fmean(per_run[r.run_id][i] for r in rs) for i in range(parts)]
+        table.append([*_setting_cells(setting_key), method, f"{budget:g}", len(rs), f"{all_mean:.3f}",
+                      *(f"{v:.3f}" for v in spans)])
+    headers = ["dataset", "model", "epochs", "noise", "method", "budget", "seeds", "all examples",
+               *(f"part {i + 1}/{parts}" for i in range(parts))]
+    return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
 def report(store: ResultStore, tablefmt: str = "github") -> str:
+    """The comparison table, then the strategies' instrumentation and the hardness of their selections."""
     runs = store.runs(status="done")
     rows = summarise(runs, gradient_errors(store, runs))
     if not rows:
         return f"no finished runs in {store.path}; run `coreselect train ... --store {store.path}` first"
-    return format_table(rows, tablefmt)
+    sections = [format_table(rows, tablefmt)]
+    instrumentation = instrumentation_table(store, runs, tablefmt)
+    if instrumentation is not None:
+        sections.append("Strategy instrumentation at the end of training (mean over seeds; *_s in seconds):\n"
+                        + instrumentation)
+    forgetting = forgetting_table(store, runs, tablefmt=tablefmt)
+    if forgetting is not None:
+        sections.append("Forgetting score of the selected examples (from the full-data run of the same seed), "
+                        "by part of training:\n" + forgetting)
+    return "\n\n".join(sections)

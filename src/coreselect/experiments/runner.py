@@ -13,8 +13,9 @@ from coreselect.experiments.config import RunConfig
 from coreselect.experiments.store import ResultStore, StoredRun
 from coreselect.models.zoo import check_model_fits, create_model
 from coreselect.seeding import derive_seed
-from coreselect.strategies.registry import create_strategy
+from coreselect.strategies.registry import STRATEGIES, create_strategy
 from coreselect.train.callbacks import Callback
+from coreselect.train.forgetting import ForgettingEvents
 from coreselect.train.gradient_error import GradientError
 from coreselect.train.trainer import Trainer
 
@@ -43,7 +44,8 @@ def run_experiment(
     """Train ``config`` and store it; a finished run is returned from the store unless ``rerun``.
 
     ``gradient_error_sample`` (a number of training examples, 0 for all) records the gradient error of the
-    selection at each evaluation point (:class:`~coreselect.train.GradientError`).
+    selection at each evaluation point (:class:`~coreselect.train.GradientError`). Full-data runs also
+    record each training example's forgetting score, which the report uses to rate other runs' selections.
     """
     existing = store.get(config.run_id)
     if existing is not None and existing.status == "done" and not rerun:
@@ -61,6 +63,11 @@ def run_experiment(
     check_model_fits(model, splits.train.inputs[:2], splits.train.num_classes, name=config.model)
     strategy = create_strategy(config.strategy, **config.params)
     path = checkpoint_path(store, config)
+    all_callbacks = list(callbacks)
+    if gradient_error_sample is not None:
+        all_callbacks.append(GradientError(gradient_error_sample or None, seed=config.seed))
+    if STRATEGIES[config.strategy].full_data:  # the reference run records example difficulty for the others
+        all_callbacks.append(ForgettingEvents())
     if rerun:
         path.unlink(missing_ok=True)
     trainer = Trainer(
@@ -73,8 +80,7 @@ def run_experiment(
         seed=config.seed,
         device=resolve_device(device),
         checkpoint_path=path,
-        callbacks=[*callbacks, *([GradientError(gradient_error_sample or None, seed=config.seed)]
-                                  if gradient_error_sample is not None else [])],
+        callbacks=all_callbacks,
         progress_bar=progress_bar,
         description=f"{config.method_label} b={config.train.budget:g} s={config.seed}",
     )
@@ -84,7 +90,8 @@ def run_experiment(
     except CoreselectError as err:
         store.fail(config, str(err))
         raise
-    store.finish(config, result, noise_mask=splits.train.noise_mask.cpu())
+    scores = {k: v for cb in all_callbacks if isinstance(cb, ForgettingEvents) for k, v in cb.example_scores().items()}
+    store.finish(config, result, noise_mask=splits.train.noise_mask.cpu(), example_scores=scores)
     path.unlink(missing_ok=True)
     stored = store.get(config.run_id)
     assert stored is not None

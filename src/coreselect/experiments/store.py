@@ -67,6 +67,12 @@ CREATE TABLE IF NOT EXISTS selections (
     weights BLOB,
     PRIMARY KEY (run_id, round)
 );
+CREATE TABLE IF NOT EXISTS example_scores (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    scores BLOB NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
 """
 
 
@@ -136,8 +142,10 @@ class ResultStore:
             db.execute("UPDATE runs SET status = 'failed', finished_at = ?, message = ? WHERE run_id = ?",
                        (_now(), message, config.run_id))
 
-    def finish(self, config: RunConfig, result: TrainResult, noise_mask: torch.Tensor | None = None) -> None:
-        """Store the outcome, every evaluation point and every selection round of a run."""
+    def finish(self, config: RunConfig, result: TrainResult, noise_mask: torch.Tensor | None = None,
+               example_scores: dict[str, torch.Tensor] | None = None) -> None:
+        """Store the outcome, every evaluation point and every selection round of a run, and per-example
+        scores recorded during training (e.g. forgetting counts), one float per training example."""
         t = result.timings
         with self._connect() as db:
             db.execute(
@@ -161,6 +169,12 @@ class ResultStore:
                 rows.append((config.run_id, i, sel.step, len(sel.indices), noisy,
                              sel.indices.numpy().astype(np.int64).tobytes(), weights))
             db.executemany("INSERT INTO selections VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.execute("DELETE FROM example_scores WHERE run_id = ?", (config.run_id,))
+            db.executemany(
+                "INSERT INTO example_scores VALUES (?, ?, ?)",
+                [(config.run_id, name, values.detach().cpu().numpy().astype(np.float32).tobytes())
+                 for name, values in (example_scores or {}).items()],
+            )
 
     def _rows(self, where: str = "", args: tuple[Any, ...] = ()) -> list[StoredRun]:
         with self._connect() as db:
@@ -202,6 +216,13 @@ class ResultStore:
             }
             for step, idx, w, noisy in rows
         ]
+
+    def example_scores(self, run_id: str, name: str) -> torch.Tensor | None:
+        """The per-example scores ``name`` a run recorded (float32, one per training example), or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT scores FROM example_scores WHERE run_id = ? AND name = ?",
+                             (run_id, name)).fetchone()
+        return None if row is None else torch.from_numpy(np.frombuffer(row[0], dtype=np.float32).copy())
 
 
 __all__ = ["ResultStore", "StoredRun"]

@@ -47,6 +47,8 @@ class CrestParams(BaseModel):
     interval_mul: float = Field(1.0, gt=0, description="h: T₁ = ⌈h·‖H₀‖/‖H_t‖⌉")
     check_thresh: float = Field(0.1, gt=0, description="τ: re-select when |L − F(δ)| > τ·L")
     approx_with_coreset: bool = Field(True, description="fit F on the weighted coresets (else on the subsets)")
+    anchor_on_subsets: bool = Field(True, description="L₀ = the checked loss (eval mode, unweighted, random "
+                                    "subsets) at δ = 0; official: the weighted train-mode coreset loss")
     beta1: float = Field(0.9, ge=0, lt=1, description="EMA of the gradient")
     beta2: float = Field(0.999, ge=0, lt=1, description="EMA of the squared Hessian diagonal")
     hessian_eps: float = Field(1e-4, ge=0)
@@ -55,6 +57,8 @@ class CrestParams(BaseModel):
     drop_interval: int = Field(20, ge=1, description="T₂, compressed epochs between drops")
     watch_interval: int = Field(5, ge=1, description="loss history window, in compressed epochs")
     min_pool_fraction: float = Field(0.8, gt=0, le=1, description="never shrink the pool below this share")
+    check_size: int | None = Field(None, ge=1, description="check on this many of the region's random-subset "
+                                   "points, drawn once per region (default: all of them)")
     full_set_check: bool = Field(False, description="official: forward the whole training set at each check")
     uniform_first_epoch: bool = Field(False, description="official: one epoch of uniform batches first")
 
@@ -103,11 +107,11 @@ class Crest:
         self.reset_step = self.steps_per_epoch if self.params.uniform_first_epoch else 0
         self.interval, self.num_coresets = self.params.check_interval, self.params.num_coresets
         self.h0_norm: float | None = None
-        self.updates = 0
+        self.updates = self.checks = 0
         self.last_drop_epoch = 0
         self.order = torch.zeros(0, dtype=torch.long)
         self.cursor = 0
-        self.coreset = self.weights = self.subsets = torch.zeros(0, dtype=torch.long)
+        self.coreset = self.weights = self.subsets = self.checked = torch.zeros(0, dtype=torch.long)
         self.quadratic = QuadraticModel(0.0, torch.zeros(0), torch.zeros(0), torch.zeros(0))
         params = self._params()
         self.ema_grad = [torch.zeros_like(p) for p in params]
@@ -123,9 +127,9 @@ class Crest:
     def _params(self) -> list[Tensor]:
         return [p for p in self.context.model.parameters() if p.requires_grad]
 
-    _STATE = ("step", "reset_step", "interval", "num_coresets", "h0_norm", "updates", "last_drop_epoch", "order",
-              "cursor", "coreset", "weights", "subsets", "ema_grad", "ema_hess", "ema_count", "pool", "loss_table",
-              "seconds")
+    _STATE = ("step", "reset_step", "interval", "num_coresets", "h0_norm", "updates", "checks", "last_drop_epoch",
+              "order", "cursor", "coreset", "weights", "subsets", "checked", "ema_grad", "ema_hess", "ema_count",
+              "pool", "loss_table", "seconds")
 
     def state_dict(self) -> dict[str, Any]:
         q = self.quadratic
@@ -140,7 +144,8 @@ class Crest:
 
     def metrics(self) -> dict[str, float]:
         """Coreset updates, seconds per component, and pool size so far (added to each evaluation)."""
-        return {"coreset_updates": float(self.updates), "pool_size": float(int(self.pool.sum())),
+        return {"coreset_updates": float(self.updates), "checks": float(self.checks),
+                "pool_size": float(int(self.pool.sum())),
                 "check_interval": float(self.interval), "num_coresets": float(self.num_coresets),
                 **{f"{k}_s": v for k, v in self.seconds.items()}}
 
@@ -190,7 +195,8 @@ class Crest:
         ctx.log.count_forward(len(union))
         targets = ctx.train.targets[union.to(ctx.train.device)]
         proxies = logit_gradients(out.logits, targets).cpu()
-        self._record_losses(union, per_example_losses(out.logits, targets).cpu())
+        losses = per_example_losses(out.logits, targets).cpu()
+        self._record_losses(union, losses)
         coresets, weights, offset = [], [], 0
         for subset in subsets:
             part = slice(offset, offset + len(subset))
@@ -202,17 +208,22 @@ class Crest:
         self.coreset = torch.cat(coresets)
         self.weights = normalise_weights(torch.cat(weights).float())
         self.subsets = union
+        picked = torch.arange(len(union))
+        if self.params.check_size is not None and self.params.check_size < len(union):
+            picked = torch.randperm(len(union), generator=self.generator)[: self.params.check_size]
+        self.checked = union[picked]
         self.order, self.cursor = torch.randperm(len(self.coreset), generator=self.generator), 0
         ctx.log.record(self.coreset, self.weights)
         self.updates += 1
         self.seconds["select"] += time.perf_counter() - start
         start = time.perf_counter()
-        self._fit_quadratic()
+        self._fit_quadratic(base_loss=float(losses[picked].mean()) if self.params.anchor_on_subsets else None)
         self.seconds["approximate"] += time.perf_counter() - start
 
-    def _fit_quadratic(self) -> None:
+    def _fit_quadratic(self, base_loss: float | None = None) -> None:
         """L₀, ĝ, ĥ of the weighted coreset loss (or of the subsets' loss), in batches of m in train mode;
-        Hutchinson diagonal with the official code's exponential averages, never reset between regions."""
+        Hutchinson diagonal with the official code's exponential averages, never reset between regions.
+        ``base_loss`` replaces the fitted L₀ (the anchor of ``anchor_on_subsets``)."""
         ctx, p = self.context, self.params
         points = self.coreset if p.approx_with_coreset else self.subsets
         point_weights = self.weights if p.approx_with_coreset else torch.ones(len(points))
@@ -246,7 +257,8 @@ class Crest:
             for k, v in model.named_buffers():
                 v.copy_(buffers[k])
         total = len(points)
-        self.quadratic = QuadraticModel(loss_sum / total, _flat(grad_sum) / total, _flat(hess_sum) / total,
+        base = loss_sum / total if base_loss is None else base_loss
+        self.quadratic = QuadraticModel(base, _flat(grad_sum) / total, _flat(hess_sum) / total,
                                         _flat([q.detach() for q in params]).clone())
         h_norm = sum(norms) / len(norms)
         if self.h0_norm is None:
@@ -260,17 +272,20 @@ class Crest:
         return self.quadratic.predict(_flat([q.detach() for q in self._params()]))
 
     def _model_failed(self) -> bool:
-        """The loss on the region's random subsets against F(δ): True when the relative error exceeds τ."""
+        """The loss on the region's random subsets (or ``check_size`` of their points) against F(δ): True when
+        the relative error exceeds τ."""
         ctx = self.context
         start = time.perf_counter()
+        checked = self.checked.to(ctx.train.device)
         if self.params.full_set_check:
-            logits = forward_in_batches(ctx.model, ctx.train.inputs).logits[self.subsets.to(ctx.train.device)]
+            logits = forward_in_batches(ctx.model, ctx.train.inputs).logits[checked]
             ctx.log.count_forward(len(ctx.train))
         else:
-            logits = forward_in_batches(ctx.model, ctx.train.inputs[self.subsets.to(ctx.train.device)]).logits
-            ctx.log.count_forward(len(self.subsets))
-        actual = float(per_example_losses(logits, ctx.train.targets[self.subsets.to(ctx.train.device)]).mean())
+            logits = forward_in_batches(ctx.model, ctx.train.inputs[checked]).logits
+            ctx.log.count_forward(len(checked))
+        actual = float(per_example_losses(logits, ctx.train.targets[checked]).mean())
         failed = abs(actual - self.predicted_loss()) > self.params.check_thresh * actual
+        self.checks += 1
         self.seconds["check"] += time.perf_counter() - start
         return failed
 

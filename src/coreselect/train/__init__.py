@@ -3,15 +3,19 @@
 from coreselect.train.callbacks import Callback
 from coreselect.train.config import TrainConfig
 from coreselect.train.evaluation import Evaluation, evaluate
+from coreselect.train.forgetting import FORGETTING, ForgettingCounter, ForgettingEvents
 from coreselect.train.gradient_error import GradientError, mean_gradient
 from coreselect.train.schedule import lr_factor, make_optimizer
 from coreselect.train.timing import Timings
 from coreselect.train.trainer import EvalRecord, Trainer, TrainResult
 
 __all__ = [
+    "FORGETTING",
     "Callback",
     "EvalRecord",
     "Evaluation",
+    "ForgettingCounter",
+    "ForgettingEvents",
     "GradientError",
     "Timings",
     "TrainConfig",

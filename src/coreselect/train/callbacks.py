@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from coreselect.strategies.protocol import Batch, StepOutput
@@ -23,3 +23,10 @@ class Callback:
 
     def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
         """When the budget is spent."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What must survive an interruption (written with each checkpoint); stateless callbacks keep {}."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` when a run resumes (before :meth:`on_train_begin`)."""

@@ -121,6 +121,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "strategy": self.strategy.state_dict(),
             "log": self.context.log.state_dict(),
+            "callbacks": [cb.state_dict() for cb in self.callbacks],
             "progress": {
                 "step": s.step,
                 "examples": s.examples,
@@ -136,6 +137,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.strategy.load_state_dict(ckpt["strategy"])
         self.context.log.load_state_dict(ckpt["log"])
+        for cb, state in zip(self.callbacks, ckpt.get("callbacks", []), strict=False):
+            cb.load_state_dict(state)
         p = ckpt["progress"]
         self.state = _Progress(
             step=p["step"],
