@@ -86,3 +86,19 @@ def test_finished_run_is_not_trained_again(npz_root: Path, tmp_path: Path) -> No
     rerun = run_experiment(config, store, progress_bar=False, rerun=True)
     assert rerun.test_accuracy == first.test_accuracy  # same seed, same CPU: same result
     assert torch.is_tensor(store.selections(config.run_id)[0]["indices"])
+
+
+def test_noisy_share_comes_from_the_stored_mask(tmp_path: Path) -> None:
+    from coreselect.strategies import SelectionRound
+    from coreselect.train import Timings, TrainResult
+
+    store = ResultStore(tmp_path / "runs.db")
+    config = RunConfig.create(dataset="npz", strategy="random", label_noise=0.4)
+    store.begin(config)
+    mask = torch.zeros(10, dtype=torch.bool)
+    mask[[1, 4, 7]] = True  # examples 1, 4 and 7 carry corrupted labels
+    rounds = [SelectionRound(0, torch.tensor([0, 1, 2, 3]), None),  # one of four noisy
+              SelectionRound(5, torch.tensor([4, 7, 7, 9, 1]), torch.ones(5))]  # four of five (7 twice)
+    result = TrainResult(0.5, 1.0, 10, 100, 0, Timings(), [], rounds)
+    store.finish(config, result, noise_mask=mask)
+    assert [s["noisy_share"] for s in store.selections(config.run_id)] == [pytest.approx(0.25), pytest.approx(0.8)]

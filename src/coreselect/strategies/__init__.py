@@ -1,6 +1,6 @@
 """Strategies: every selection method is a source of weighted mini-batches (see :class:`Strategy`)."""
 
-from coreselect.strategies import baselines, craig, crest, glister, gradmatch  # noqa: F401  (registers them)
+from coreselect.strategies import baselines, craig, crest, glister, gradmatch, stable  # noqa: F401  (registers them)
 from coreselect.strategies.epochs import EpochStrategy, Selection
 from coreselect.strategies.protocol import (
     Batch,

@@ -28,9 +28,9 @@ from torch import Tensor
 
 from coreselect.seeding import derive_seed
 from coreselect.signals import forward_in_batches, gradient_and_hessian_diagonal, logit_gradients, per_example_losses
+from coreselect.strategies.minibatch_coresets import minibatch_coresets, stratified_subsets
 from coreselect.strategies.protocol import Batch, Context, StepOutput
 from coreselect.strategies.registry import register
-from coreselect.submodular import normalise_weights, per_class_facility_location
 
 COMPONENTS = ("select", "approximate", "check")
 
@@ -172,24 +172,12 @@ class Crest:
         self.step += 1
 
     # -- selection -------------------------------------------------------------------------------
-    def _random_subsets(self) -> list[Tensor]:
-        """P class-stratified random subsets of the pool, ⌈frac·|pool|/C⌉ per class each."""
-        ctx = self.context
-        targets = ctx.train.targets.cpu()
-        pool = torch.nonzero(self.pool).squeeze(1)
-        classes = torch.unique(targets[pool])
-        per_class = math.ceil(self.params.random_subset_size * len(pool) / len(classes))
-        members = [pool[targets[pool] == c] for c in classes]
-        return [
-            torch.cat([g[torch.randperm(len(g), generator=self.generator)[:per_class]] for g in members])
-            for _ in range(self.num_coresets)
-        ]
-
     def _new_region(self) -> None:
         ctx = self.context
         start = time.perf_counter()
         self._maybe_drop()
-        subsets = self._random_subsets()
+        subsets = stratified_subsets(torch.nonzero(self.pool).squeeze(1), ctx.train.targets,
+                                     self.params.random_subset_size, self.num_coresets, self.generator)
         union = torch.cat(subsets)
         out = forward_in_batches(ctx.model, ctx.train.inputs[union.to(ctx.train.device)])
         ctx.log.count_forward(len(union))
@@ -197,16 +185,7 @@ class Crest:
         proxies = logit_gradients(out.logits, targets).cpu()
         losses = per_example_losses(out.logits, targets).cpu()
         self._record_losses(union, losses)
-        coresets, weights, offset = [], [], 0
-        for subset in subsets:
-            part = slice(offset, offset + len(subset))
-            offset += len(subset)
-            budget = min(ctx.batch_size, len(subset))
-            chosen = per_class_facility_location(proxies[part], targets[part].cpu(), budget, similarity="max_minus")
-            coresets.append(subset[chosen.indices])
-            weights.append(chosen.weights)  # cluster sizes within the subset (mean 1; subsets are equal-sized)
-        self.coreset = torch.cat(coresets)
-        self.weights = normalise_weights(torch.cat(weights).float())
+        self.coreset, self.weights = minibatch_coresets(proxies, subsets, targets, ctx.batch_size)
         self.subsets = union
         picked = torch.arange(len(union))
         if self.params.check_size is not None and self.params.check_size < len(union):

@@ -1,0 +1,118 @@
+"""Stable coresets: posterior draws that leave the model untouched, and the σ = 0 limit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import make_blobs
+from coreselect.data import InMemoryDataset
+from coreselect.models import create_model, perturbed, perturbed_parameters
+from coreselect.signals import logit_gradients
+from coreselect.strategies import Budget, Context, create_strategy
+from coreselect.strategies.minibatch_coresets import stratified_subsets
+from coreselect.submodular import per_class_facility_location
+
+
+def _context(model_name: str = "mlp", n: int = 400) -> Context:
+    x, y = make_blobs(n, seed=3)
+    torch.manual_seed(0)
+    data = InMemoryDataset(torch.from_numpy(x), torch.from_numpy(y), 4)
+    return Context(model=create_model(model_name, (1, 8, 8), 4), train=data, budget=Budget(0.25, 4, n, 20))
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_selection_leaves_weights_and_running_statistics_bit_identical() -> None:
+    ctx = _context("resnet20")
+    model = ctx.model
+    model.train()
+    with torch.no_grad():  # non-trivial running statistics and affine parameters
+        for _ in range(3):
+            model(ctx.train.inputs[:64])
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+    before = _snapshot(model)
+    strategy = create_strategy("stable", sigma=0.5, random_subset_size=0.2)
+    strategy.setup(ctx)
+    selection = strategy.reselect(ctx.budget.epoch_examples)
+    assert len(selection.indices) == 5 * 20 and float(selection.weights.mean()) == pytest.approx(1.0)
+    after = _snapshot(model)
+    assert before.keys() == after.keys()
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    assert model.training  # mode restored
+
+
+def test_noise_acts_only_inside_the_block_and_on_the_chosen_parameters() -> None:
+    ctx = _context("resnet20")
+    model, x = ctx.model.eval(), ctx.train.inputs[:16]
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        clean = model(x)
+        with perturbed(model, 0.3, generator=g):  # auto: BatchNorm γ, β only
+            noisy = model(x)
+            conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+            assert torch.equal(conv.weight, _context("resnet20").model.state_dict()[
+                next(k for k in model.state_dict() if k.endswith("weight"))])
+        again = model(x)
+    assert not torch.allclose(clean, noisy) and torch.equal(clean, again)
+    bn = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
+    assert {id(p) for p in perturbed_parameters(model, "auto")} == bn
+    mlp = create_model("mlp", (1, 8, 8), 4)
+    assert len(perturbed_parameters(mlp, "auto")) == len(list(mlp.parameters()))  # no norm layers: all
+    last = list(mlp.modules())[-1]
+    assert [id(p) for p in perturbed_parameters(mlp, "last")] == [id(p) for p in last.parameters()]
+
+    layer_norm = nn.Sequential(nn.Linear(5, 5), nn.LayerNorm(5))
+    inputs = torch.randn(3, 5)
+    with torch.no_grad():
+        plain = layer_norm(inputs)
+        with perturbed(layer_norm, 0.1, target="norm", generator=g):
+            shifted = layer_norm(inputs)
+        assert not torch.allclose(plain, shifted) and torch.equal(plain, layer_norm(inputs))  # hook removed
+
+
+def test_sigma_zero_gives_m_copies_and_the_plain_minibatch_coresets() -> None:
+    g = torch.Generator().manual_seed(5)  # continuous random inputs: no tied facility-location gains
+    data = InMemoryDataset(torch.randn(400, 1, 8, 8, generator=g), torch.randint(0, 4, (400,), generator=g), 4)
+    torch.manual_seed(0)
+    ctx = Context(model=create_model("mlp", (1, 8, 8), 4), train=data, budget=Budget(0.25, 4, 400, 20))
+    strategy = create_strategy("stable", sigma=0.0, samples=3, random_subset_size=0.2)
+    strategy.setup(ctx)
+    subset = torch.arange(0, 400, 7)
+    smoothed = strategy.smoothed_proxies(subset)
+    with torch.no_grad():
+        plain = logit_gradients(ctx.model(ctx.train.inputs[subset]), ctx.train.targets[subset])
+    torch.testing.assert_close(smoothed, torch.cat([plain] * 3, dim=1), rtol=0, atol=0)
+
+    state = strategy.generator.get_state()
+    selection = strategy.reselect(ctx.budget.epoch_examples)
+    g = torch.Generator()
+    g.set_state(state)
+    subsets = stratified_subsets(torch.arange(400), ctx.train.targets, 0.2, 5, g)  # the same draws
+    expected, weights = [], []
+    for s in subsets:  # CRAIG within each random subset: per-class facility location on plain proxies
+        with torch.no_grad():
+            e = logit_gradients(ctx.model(ctx.train.inputs[s]), ctx.train.targets[s])
+        coreset = per_class_facility_location(e, ctx.train.targets[s], 20)
+        expected.append(s[coreset.indices])
+        weights.append(coreset.weights)
+    assert torch.equal(selection.indices, torch.cat(expected))
+    w = torch.cat(weights)
+    torch.testing.assert_close(selection.weights, w / w.mean())
+
+
+def test_noise_changes_the_selection_and_resumes_exactly() -> None:
+    from conftest import assert_resumes_exact_stream
+
+    plain, noisy = _context(), _context()
+    a, b = (create_strategy("stable", sigma=sigma, random_subset_size=0.2) for sigma in (0.0, 2.0))
+    a.setup(plain)
+    b.setup(noisy)
+    assert not torch.equal(a.reselect(100).indices, b.reselect(100).indices)
+    assert_resumes_exact_stream("stable", _context, skip=7, take=9)
