@@ -84,7 +84,7 @@ def test_check_fires_when_the_loss_surface_changes_and_not_otherwise() -> None:
 @pytest.mark.parametrize("check_size", [None, 37])
 def test_anchor_is_the_checked_loss_itself(check_size: int | None) -> None:
     ctx = _context()
-    strategy = create_strategy("crest", random_subset_size=0.1, check_size=check_size)
+    strategy = create_strategy("crest", random_subset_size=0.1, check_size=check_size, anchor_on_subsets=True)
     strategy.setup(ctx)
     next(strategy.batches())  # F is fitted on the weighted coresets in train mode ...
     ctx.model.eval()
@@ -94,7 +94,7 @@ def test_anchor_is_the_checked_loss_itself(check_size: int | None) -> None:
     assert len(strategy.checked) == (check_size or len(strategy.subsets))
     assert set(strategy.checked.tolist()) <= set(strategy.subsets.tolist())
     assert strategy.predicted_loss() == pytest.approx(checked_loss, rel=1e-5)
-    official = create_strategy("crest", random_subset_size=0.1, anchor_on_subsets=False)
+    official = create_strategy("crest", random_subset_size=0.1)
     official.setup(ctx := _context())
     next(official.batches())
     with torch.no_grad():  # the official anchor: the weighted loss of the coresets (no BatchNorm here)

@@ -35,18 +35,21 @@ class MethodSummary:
     selection_share: float
     speedup: float | None
     gradient_error: float | None = None  # mean relative gradient error of the selections, if recorded
+    noisy_share: float | None = None  # mean share of corrupted labels among the selected, under label noise
 
 
 def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = None) -> list[MethodSummary]:
+def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = None,
+              noisy_shares: dict[str, float] | None = None) -> list[MethodSummary]:
     """One row per (setting, method, budget) over the finished runs, references first.
 
-    ``gradient_errors`` maps run ids to their mean relative gradient error (see :func:`gradient_errors`).
+    ``gradient_errors`` maps run ids to their mean relative gradient error (see :func:`gradient_errors`),
+    ``noisy_shares`` to the mean share of corrupted labels in their selections (:func:`noisy_shares`).
     """
-    gradient_errors = gradient_errors or {}
+    gradient_errors, noisy_shares = gradient_errors or {}, noisy_shares or {}
     groups: dict[str, dict[tuple[str, float], list[StoredRun]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         if run.status == "done" and run.test_accuracy is not None:
@@ -63,6 +66,7 @@ def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = 
             time_s = statistics.fmean(r.learning_s for r in rs)
             selection = statistics.fmean(r.selection_s or 0.0 for r in rs)
             errors = [gradient_errors[r.run_id] for r in rs if r.run_id in gradient_errors]
+            noisy = [noisy_shares[r.run_id] for r in rs if r.run_id in noisy_shares]
             rows.append(MethodSummary(
                 setting=json.loads(setting_key),
                 method=name,
@@ -76,6 +80,7 @@ def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = 
                 selection_share=selection / time_s if time_s > 0 else 0.0,
                 speedup=full_time / time_s if full_time and time_s > 0 else None,
                 gradient_error=statistics.fmean(errors) if errors else None,
+                noisy_share=statistics.fmean(noisy) if noisy else None,
             ))
     return rows
 
@@ -87,6 +92,9 @@ def format_table(rows: list[MethodSummary], tablefmt: str = "github") -> str:
     with_gradient_error = any(r.gradient_error is not None for r in rows)
     if with_gradient_error:
         headers.append("grad. error")
+    with_noise = any(r.noisy_share is not None for r in rows)
+    if with_noise:
+        headers.append("noisy selected")
     table = []
     for r in rows:
         s = r.setting
@@ -100,6 +108,8 @@ def format_table(rows: list[MethodSummary], tablefmt: str = "github") -> str:
         ])
         if with_gradient_error:
             table[-1].append("—" if r.gradient_error is None else f"{r.gradient_error:.3f}")
+        if with_noise:
+            table[-1].append("—" if r.noisy_share is None else f"{100 * r.noisy_share:.1f}%")
     return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
@@ -110,6 +120,19 @@ def gradient_errors(store: ResultStore, runs: list[StoredRun]) -> dict[str, floa
         values = [e.extras[RELATIVE] for e in store.evaluations(run.run_id) if RELATIVE in e.extras]
         if values:
             out[run.run_id] = statistics.fmean(values)
+    return out
+
+
+def noisy_shares(store: ResultStore, runs: list[StoredRun]) -> dict[str, float]:
+    """Mean share of corrupted labels over each noisy run's selection rounds (runs with label noise that
+    recorded selections; full-data runs see every example, so their share is the noise rate itself)."""
+    out = {}
+    for run in runs:
+        if run.config.label_noise <= 0:
+            continue
+        shares = [s["noisy_share"] for s in store.selections(run.run_id) if s["noisy_share"] is not None]
+        if shares:
+            out[run.run_id] = statistics.fmean(shares)
     return out
 
 
@@ -191,7 +214,7 @@ def forgetting_table(store: ResultStore, runs: list[StoredRun], parts: int = 4,
 def report(store: ResultStore, tablefmt: str = "github") -> str:
     """The comparison table, then the strategies' instrumentation and the hardness of their selections."""
     runs = store.runs(status="done")
-    rows = summarise(runs, gradient_errors(store, runs))
+    rows = summarise(runs, gradient_errors(store, runs), noisy_shares(store, runs))
     if not rows:
         return f"no finished runs in {store.path}; run `coreselect train ... --store {store.path}` first"
     sections = [format_table(rows, tablefmt)]

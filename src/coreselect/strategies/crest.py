@@ -12,6 +12,10 @@ subsets (``full_set_check`` restores the whole-set forward); δ is the actual pa
 the region began, so momentum and weight decay count (the official trainer drops momentum and tracks
 −lr·∇ only); no zero-learning-rate uniform first epoch (``uniform_first_epoch`` restores one). The
 quadratic model is fitted in train mode with BatchNorm running statistics restored afterwards.
+
+Options beyond the official code, off by default: ``anchor_on_subsets`` sets L₀ to the very loss the check
+measures (eval mode, unweighted, on the checked points) instead of the weighted coreset loss; ``check_size``
+checks a fixed random sample of the subsets' points, cutting the per-check forward.
 """
 
 from __future__ import annotations
@@ -47,8 +51,8 @@ class CrestParams(BaseModel):
     interval_mul: float = Field(1.0, gt=0, description="h: T₁ = ⌈h·‖H₀‖/‖H_t‖⌉")
     check_thresh: float = Field(0.1, gt=0, description="τ: re-select when |L − F(δ)| > τ·L")
     approx_with_coreset: bool = Field(True, description="fit F on the weighted coresets (else on the subsets)")
-    anchor_on_subsets: bool = Field(True, description="L₀ = the checked loss (eval mode, unweighted, random "
-                                    "subsets) at δ = 0; official: the weighted train-mode coreset loss")
+    anchor_on_subsets: bool = Field(False, description="L₀ = the checked loss (eval mode, unweighted, random "
+                                    "subsets) at δ = 0 (default: the official weighted train-mode coreset loss)")
     beta1: float = Field(0.9, ge=0, lt=1, description="EMA of the gradient")
     beta2: float = Field(0.999, ge=0, lt=1, description="EMA of the squared Hessian diagonal")
     hessian_eps: float = Field(1e-4, ge=0)

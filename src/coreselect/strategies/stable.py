@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 
 from coreselect.models.posterior import PerturbTarget, perturbed
-from coreselect.signals import logit_gradients
+from coreselect.signals import forward_in_batches, logit_gradients
 from coreselect.strategies.epochs import Selection
 from coreselect.strategies.minibatch_coresets import minibatch_coresets, stratified_subsets
 from coreselect.strategies.periodic import PeriodicParams, PeriodicSelection
@@ -59,16 +59,9 @@ class Stable(PeriodicSelection):
         the whole subset), concatenated; eval mode, no gradients."""
         p, ctx = self.params, self.context
         x, y = ctx.train[subset.to(ctx.train.device)]
-        model, was_training = ctx.model, ctx.model.training
-        model.eval()
         samples = []
-        try:
-            with torch.no_grad():
-                for _ in range(p.samples):
-                    with perturbed(model, p.sigma, target=p.perturb, last_layers=p.last_layers,
-                                   generator=self.generator):
-                        samples.append(logit_gradients(model(x), y).cpu())
-        finally:
-            model.train(was_training)
+        for _ in range(p.samples):  # the draw is shared by every chunk of the subset's forward
+            with perturbed(ctx.model, p.sigma, target=p.perturb, last_layers=p.last_layers, generator=self.generator):
+                samples.append(logit_gradients(forward_in_batches(ctx.model, x).logits, y).cpu())
         ctx.log.count_forward(p.samples * len(subset))
         return torch.cat(samples, dim=1)
