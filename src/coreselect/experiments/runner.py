@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from coreselect.data.catalog import load_dataset, prepare_splits
-from coreselect.errors import CoreselectError
+from coreselect.data.catalog import DataSplits, load_dataset, prepare_splits
+from coreselect.errors import CoreselectError, InvalidInputError, UnknownNameError
 from coreselect.experiments.config import RunConfig
 from coreselect.experiments.store import ResultStore, StoredRun
-from coreselect.models.zoo import check_model_fits, create_model
+from coreselect.models.zoo import MODELS, check_model_fits, create_model
 from coreselect.seeding import derive_seed
 from coreselect.strategies.registry import STRATEGIES, create_strategy
+from coreselect.strategies.static import ProxyRecord, ProxyRequest, ScoredStatic
 from coreselect.train.callbacks import Callback
 from coreselect.train.forgetting import ForgettingEvents
 from coreselect.train.gradient_error import GradientError
+from coreselect.train.proxies import run_proxy
 from coreselect.train.trainer import Trainer
 
 
@@ -29,6 +33,22 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def checkpoint_path(store: ResultStore, config: RunConfig) -> Path:
     return store.path.parent / f"{store.path.name}.checkpoints" / f"{config.run_id}.pt"
+
+
+def _proxy_record(request: ProxyRequest, config: RunConfig, splits: DataSplits, store: ResultStore,
+                  device: torch.device) -> ProxyRecord:
+    """The proxy runs a static strategy scores with, made once per setting and seed and cached beside the store."""
+    if request.kind == "dynamics" and splits.val is None:
+        raise InvalidInputError(f"{config.strategy} records validation losses: hold out a validation split "
+                                "(--val-fraction 0.1)")
+    model_name = request.model or config.model
+    if model_name not in MODELS:
+        raise UnknownNameError("proxy model", model_name, MODELS)
+    recipe = config.train.model_copy(update={"budget": 1.0})
+    key = json.dumps([config.setting_key, config.seed, repr(request), model_name], sort_keys=True)
+    folder = store.path.parent / f"{store.path.name}.proxies" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    return run_proxy(request, lambda: create_model(model_name, splits.train.input_shape, splits.train.num_classes),
+                     splits.train, splits.val, folder=folder, seed=config.seed, config=recipe, device=device)
 
 
 def run_experiment(
@@ -62,6 +82,8 @@ def run_experiment(
     model = create_model(config.model, splits.train.input_shape, splits.train.num_classes)
     check_model_fits(model, splits.train.inputs[:2], splits.train.num_classes, name=config.model)
     strategy = create_strategy(config.strategy, **config.params)
+    if isinstance(strategy, ScoredStatic):
+        strategy.provide(_proxy_record(strategy.proxy_request(), config, splits, store, resolve_device(device)))
     path = checkpoint_path(store, config)
     all_callbacks = list(callbacks)
     if gradient_error_sample is not None:

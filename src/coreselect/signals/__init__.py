@@ -1,4 +1,5 @@
-"""Per-example signals in batched closed form: logits, losses, logit and last-layer gradients, distances."""
+"""Per-example signals in batched closed form: logits, losses, logit and last-layer gradients, distances,
+loss-trajectory correlation."""
 
 from coreselect.signals.forward import ForwardOutputs, forward_in_batches
 from coreselect.signals.gradients import (
@@ -10,6 +11,7 @@ from coreselect.signals.gradients import (
     per_example_losses,
 )
 from coreselect.signals.hessian import gradient_and_hessian_diagonal, rademacher_like
+from coreselect.signals.trajectory import trajectory_correlation, zscore
 
 __all__ = [
     "ForwardOutputs",
@@ -22,4 +24,6 @@ __all__ = [
     "pairwise_sq_distances",
     "per_example_losses",
     "rademacher_like",
+    "trajectory_correlation",
+    "zscore",
 ]

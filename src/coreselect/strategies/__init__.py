@@ -1,6 +1,14 @@
 """Strategies: every selection method is a source of weighted mini-batches (see :class:`Strategy`)."""
 
-from coreselect.strategies import baselines, craig, crest, glister, gradmatch, stable  # noqa: F401  (registers them)
+from coreselect.strategies import (  # noqa: F401  (registers them)
+    baselines,
+    craig,
+    crest,
+    glister,
+    gradmatch,
+    stable,
+    static,
+)
 from coreselect.strategies.epochs import EpochStrategy, Selection
 from coreselect.strategies.protocol import (
     Batch,

@@ -1,0 +1,208 @@
+"""Static coresets from example scores: forgetting, EL2N, GraNd and LTC select once, then train.
+
+Each strategy names the proxy runs it needs (:class:`ProxyRequest`), turns their record
+(:class:`ProxyRecord`) into one score per training example, and keeps the ``budget · n`` highest,
+per class (equal quotas, water-filled) or globally. The experiment runner makes and caches the proxy runs
+(``coreselect.train.proxies``); in your own loop, call :meth:`ScoredStatic.provide` with a record, or
+:meth:`ScoredStatic.use_scores` with any scores of your own.
+
+Score directions (higher is kept): forgetting — more forgetting events (never-learned examples count as
+one more than the most-forgotten, so they rank first; DeepCore gives them 0); EL2N — larger ‖p − y‖₂;
+GraNd — larger last-layer gradient norm; LTC — loss trajectory more positively correlated with the
+validation loss of its class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+
+from coreselect.errors import InvalidInputError
+from coreselect.signals.trajectory import Aggregation, trajectory_correlation
+from coreselect.strategies.epochs import EpochStrategy, Selection
+from coreselect.strategies.registry import register
+from coreselect.submodular.facility_location import class_quotas
+
+ProxyKind = Literal["dynamics", "early"]
+TrainLossSource = Literal["eval", "steps"]
+
+
+@dataclass(frozen=True)
+class ProxyRequest:
+    """The proxy runs a static strategy scores with; ``model`` None means the target's architecture,
+    ``epochs`` None the target run's epochs."""
+
+    kind: ProxyKind
+    epochs: int | None = None
+    model: str | None = None
+    runs: int = 1
+    record_every: int = 1
+    train_losses: TrainLossSource = "eval"
+
+
+@dataclass
+class ProxyRecord:
+    """What proxy runs left behind (fields a kind does not produce stay None) and what they cost."""
+
+    seconds: float
+    train_targets: Tensor | None = None
+    forgetting: Tensor | None = None
+    train_trajectories: Tensor | None = None  # [points, n_train] losses
+    val_trajectories: Tensor | None = None  # [points, n_val] losses
+    val_targets: Tensor | None = None
+    el2n: Tensor | None = None
+    grand: Tensor | None = None
+
+
+def top_k(scores: Tensor, targets: Tensor, k: int, *, class_balanced: bool = True) -> Tensor:
+    """Indices of the ``k`` highest scores, globally or per class with equal (water-filled) quotas."""
+    if scores.shape != targets.shape:
+        raise InvalidInputError(f"{len(scores)} scores for {len(targets)} examples")
+    if torch.isnan(scores).any():
+        raise InvalidInputError("scores hold NaN; every training example needs a score")
+    if not class_balanced:
+        return torch.topk(scores, k).indices
+    classes = torch.unique(targets)
+    members = [torch.nonzero(targets == c).squeeze(1) for c in classes]
+    quotas = class_quotas(torch.tensor([len(m) for m in members]), k)
+    return torch.cat([m[torch.topk(scores[m], int(q)).indices] for m, q in zip(members, quotas, strict=True)])
+
+
+class StaticParams(BaseModel):
+    """Proxy and selection settings shared by the score-based static coresets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    class_balanced: bool = Field(True, description="equal quotas per class (else the global top scores)")
+    proxy_model: str | None = Field(None, description="architecture that scores (default: the target's; "
+                                    "another name gives a transferred coreset)")
+    proxy_epochs: int | None = Field(None, ge=1, description="proxy training epochs (default: the run's)")
+
+
+class ScoredStatic(EpochStrategy):
+    """Selects the top ``budget · n`` examples by :meth:`score` once, then trains on them every epoch."""
+
+    params: StaticParams
+
+    def __init__(self, params: StaticParams) -> None:
+        super().__init__()
+        self.params = params
+        self.scores: Tensor | None = None
+        self.proxy_seconds = 0.0
+
+    def proxy_request(self) -> ProxyRequest:
+        raise NotImplementedError
+
+    def score(self, record: ProxyRecord) -> Tensor:
+        raise NotImplementedError
+
+    def provide(self, record: ProxyRecord) -> None:
+        """Scores from a proxy record (what the runner calls before training)."""
+        self.use_scores(self.score(record))
+        self.proxy_seconds = record.seconds
+
+    def use_scores(self, scores: Tensor) -> None:
+        """Any per-example scores, higher kept."""
+        self.scores = scores.detach().float().cpu()
+
+    def select(self, epoch: int) -> Selection | None:
+        if epoch > 0:
+            return None
+        if self.scores is None:
+            raise InvalidInputError(f"strategy {self.name!r} needs example scores: run it with `coreselect train` "
+                                    "(it trains and caches the proxy) or call provide()/use_scores() first")
+        ctx = self.context
+        indices = top_k(self.scores, ctx.train.targets.cpu(), ctx.budget.epoch_examples,
+                        class_balanced=self.params.class_balanced)
+        ctx.log.record(indices)
+        return Selection(indices)
+
+    def metrics(self) -> dict[str, float]:
+        return {"proxy_s": self.proxy_seconds}
+
+
+def _required(value: Tensor | None, what: str) -> Tensor:
+    if value is None:
+        raise InvalidInputError(f"the proxy record has no {what}")
+    return value
+
+
+@register("forgetting", family="static", params=StaticParams,
+          summary="the most-forgotten examples of a full-data proxy run (Toneva et al.)")
+class Forgetting(ScoredStatic):
+    name = "forgetting"
+
+    def __init__(self, params: StaticParams | None = None) -> None:
+        super().__init__(params or StaticParams())
+
+    def proxy_request(self) -> ProxyRequest:
+        return ProxyRequest("dynamics", self.params.proxy_epochs, self.params.proxy_model)
+
+    def score(self, record: ProxyRecord) -> Tensor:
+        return _required(record.forgetting, "forgetting counts")
+
+
+class EarlyParams(StaticParams):
+    proxy_runs: int = Field(3, ge=1, description="independent proxy runs averaged")
+    proxy_epochs: int | None = Field(2, ge=1, description="epochs each proxy trains before scoring (early)")
+
+
+@register("el2n", family="static", params=EarlyParams,
+          summary="largest ‖p − y‖₂ early in training, averaged over proxy runs (Paul et al.)")
+class EL2N(ScoredStatic):
+    name = "el2n"
+    params: EarlyParams
+
+    def __init__(self, params: EarlyParams | None = None) -> None:
+        super().__init__(params or EarlyParams())
+
+    def proxy_request(self) -> ProxyRequest:
+        return ProxyRequest("early", self.params.proxy_epochs, self.params.proxy_model, runs=self.params.proxy_runs)
+
+    def score(self, record: ProxyRecord) -> Tensor:
+        return _required(record.el2n, "EL2N scores")
+
+
+@register("grand", family="static", params=EarlyParams,
+          summary="largest last-layer gradient norm early in training, averaged over proxy runs")
+class GraNd(EL2N):
+    name = "grand"
+
+    def score(self, record: ProxyRecord) -> Tensor:
+        return _required(record.grand, "GraNd scores")
+
+
+class LtcParams(StaticParams):
+    differences: bool = Field(True, description="correlate first differences (CLD) instead of raw losses")
+    aggregation: Aggregation = Field("class_mean", description="class_mean (CLD) or pair_mean (LTC pairs)")
+    record_every: int = Field(1, ge=1, description="epochs between recorded points")
+    points: float = Field(1.0, gt=0, le=1, description="use only this leading share of the recorded points")
+    train_losses: TrainLossSource = Field("eval", description="eval: an eval-mode forward per point (official); "
+                                          "steps: the training steps' own losses (free)")
+
+
+@register("ltc", family="static", params=LtcParams,
+          summary="loss trajectories most correlated with the validation loss of their class (LTC / CLD)")
+class LossTrajectoryCorrelation(ScoredStatic):
+    name = "ltc"
+    params: LtcParams
+
+    def __init__(self, params: LtcParams | None = None) -> None:
+        super().__init__(params or LtcParams())
+
+    def proxy_request(self) -> ProxyRequest:
+        p = self.params
+        return ProxyRequest("dynamics", p.proxy_epochs, p.proxy_model, record_every=p.record_every,
+                            train_losses=p.train_losses)
+
+    def score(self, record: ProxyRecord) -> Tensor:
+        train = _required(record.train_trajectories, "loss trajectories")
+        val = _required(record.val_trajectories, "validation trajectories")
+        used = max(3, round(self.params.points * train.shape[0]))
+        return trajectory_correlation(train[:used], _required(record.train_targets, "training targets"), val[:used],
+                                      _required(record.val_targets, "validation targets"),
+                                      differences=self.params.differences, aggregation=self.params.aggregation)

@@ -1,0 +1,109 @@
+"""Static coresets: LTC correlation against numpy, the trajectory store across a restart, hand-counted
+forgetting, class-balanced top-k, and the proxy runs the runner makes and caches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from coreselect.experiments import ResultStore, RunConfig, run_experiment
+from coreselect.models import create_model
+from coreselect.signals import trajectory_correlation
+from coreselect.strategies import create_strategy
+from coreselect.strategies.static import top_k
+from coreselect.train import ForgettingCounter, TrainConfig, Trainer
+from coreselect.train.trajectory import LossTrajectories, TrajectoryStore
+from test_trainer import _data, _Interrupt
+
+
+def test_ltc_scores_match_numpy_corrcoef() -> None:
+    rng = np.random.default_rng(0)
+    points, n, m, classes = 9, 40, 15, 3
+    train, val = rng.normal(size=(points, n)), rng.normal(size=(points, m))
+    train[:, 5] = 1.0  # a constant trajectory: correlation 0 by the zero-variance rule
+    train_y, val_y = rng.integers(0, classes, n), np.arange(m) % classes
+    args = (torch.tensor(train_y), torch.tensor(val), torch.tensor(val_y))
+    for differences in (True, False):
+        x, v = (np.diff(train, axis=0), np.diff(val, axis=0)) if differences else (train, val)
+        got = trajectory_correlation(torch.tensor(train), args[0], args[1], args[2], differences=differences)
+        pairs = trajectory_correlation(torch.tensor(train), *args, differences=differences, aggregation="pair_mean")
+        for i in range(n):
+            if i == 5 and not differences:
+                assert got[i] == 0 and pairs[i] == 0
+                continue
+            if i == 5:
+                continue
+            same = v[:, val_y == train_y[i]]
+            expected = np.corrcoef(x[:, i], same.mean(1))[0, 1]
+            expected_pairs = np.mean([np.corrcoef(x[:, i], same[:, j])[0, 1] for j in range(same.shape[1])])
+            assert float(got[i]) == pytest.approx(expected, abs=1e-5)
+            assert float(pairs[i]) == pytest.approx(expected_pairs, abs=1e-5)
+
+
+def test_forgetting_counts_a_hand_computed_sequence() -> None:
+    counter = ForgettingCounter(3)
+    # example 0: right, wrong, right, wrong -> 2 events; 1: wrong, right, right -> 0; 2: always wrong
+    for idx, ok in [([0, 1, 2], [1, 0, 0]), ([0, 1], [0, 1]), ([0, 1, 2], [1, 1, 0]), ([0], [0])]:
+        counter.update(torch.tensor(idx), torch.tensor(ok, dtype=torch.bool))
+    assert counter.scores().tolist() == [2.0, 0.0, 3.0]  # never learned: one more than the most forgotten
+
+
+def test_class_balanced_top_k() -> None:
+    targets = torch.tensor([0] * 10 + [1] * 10 + [2] * 2)
+    scores = torch.cat([torch.arange(10.0) + 100, torch.arange(10.0), torch.tensor([-5.0, -6.0])])
+    chosen = top_k(scores, targets, 9)
+    # equal quotas of 3; class 2 has only 2, its surplus goes to the lowest label: 4, 3, 2
+    assert torch.bincount(targets[chosen], minlength=3).tolist() == [4, 3, 2]
+    assert set(chosen.tolist()) == {6, 7, 8, 9, 17, 18, 19, 20, 21}  # the highest scores within each class
+    balanced = top_k(scores, torch.tensor([0] * 10 + [1] * 12), 6)
+    assert torch.bincount(torch.tensor([0] * 10 + [1] * 12)[balanced]).tolist() == [3, 3]
+    assert set(top_k(scores, targets, 9, class_balanced=False).tolist()) == set(range(1, 10))
+
+
+def test_trajectory_store_survives_a_restart(tmp_path: Path) -> None:
+    train, val = _data(0), _data(2).subset(torch.arange(100))
+
+    def trainer(callbacks, checkpoint=None) -> Trainer:
+        torch.manual_seed(0)
+        config = TrainConfig(epochs=6, budget=1.0, batch_size=32, lr=0.05, eval_points=3)
+        return Trainer(create_model("cnn", (1, 8, 8), 4), create_strategy("full"), train, _data(1), config,
+                       val=val, checkpoint_path=checkpoint, callbacks=callbacks, progress_bar=False)
+
+    for source in ("eval", "steps"):
+        straight = LossTrajectories(tmp_path / f"straight-{source}", train_losses=source)
+        trainer([straight]).fit()
+        folder, ckpt = tmp_path / f"resumed-{source}", tmp_path / f"run-{source}.pt"
+        with pytest.raises(KeyboardInterrupt):
+            trainer([LossTrajectories(folder, train_losses=source), _Interrupt(1)], ckpt).fit()
+        assert 0 < TrajectoryStore.open(folder).rows < 6  # what the interrupted run had written
+        trainer([LossTrajectories(folder, train_losses=source)], ckpt).fit()
+        expected, got = TrajectoryStore.open(tmp_path / f"straight-{source}"), TrajectoryStore.open(folder)
+        assert got.rows == expected.rows == 6
+        np.testing.assert_array_equal(got.train, expected.train)
+        np.testing.assert_array_equal(got.val, expected.val)
+        assert np.isfinite(got.train).all() and got.train[0].mean() > got.train[-1].mean()
+
+
+def test_static_strategies_share_one_cached_proxy_and_transfer(npz_root: Path, tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "runs.db")
+    train = {"epochs": 4, "budget": 0.2, "batch_size": 32, "eval_points": 2}
+    common = {"dataset": "npz", "data_root": str(npz_root), "model": "mlp", "seed": 0, "val_fraction": 0.2,
+              "train": train}
+    ltc = run_experiment(RunConfig.create(strategy="ltc", **common), store, progress_bar=False)
+    forgetting = run_experiment(RunConfig.create(strategy="forgetting", **common), store, progress_bar=False)
+    proxies = list((tmp_path / "runs.db.proxies").iterdir())
+    assert len(proxies) == 1  # one dynamics proxy served both
+    proxy_s = [store.evaluations(r.run_id)[-1].extras["proxy_s"] for r in (ltc, forgetting)]
+    assert proxy_s[0] == proxy_s[1] > 0
+    (selection,) = store.selections(ltc.run_id)
+    assert len(selection["indices"]) == round(0.2 * 480)
+    run_experiment(RunConfig.create(strategy="el2n", **common), store, progress_bar=False)
+    transferred = RunConfig.create(strategy="ltc", params={"proxy_model": "cnn"}, **common)
+    run_experiment(transferred, store, progress_bar=False)
+    assert len(list((tmp_path / "runs.db.proxies").iterdir())) == 3  # early proxies, and the cnn's dynamics
+    with pytest.raises(Exception, match="validation split"):
+        run_experiment(RunConfig.create(strategy="ltc", **{**common, "val_fraction": 0.0}), store,
+                       progress_bar=False)
