@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -45,9 +46,10 @@ def _proxy_record(request: ProxyRequest, config: RunConfig, splits: DataSplits, 
     if model_name not in MODELS:
         raise UnknownNameError("proxy model", model_name, MODELS)
     recipe = config.train.model_copy(update={"budget": 1.0})
-    key = json.dumps([config.setting_key, config.seed, repr(request), model_name], sort_keys=True)
+    resolved = dataclasses.replace(request, model=model_name, epochs=request.epochs or config.train.epochs)
+    key = json.dumps([config.setting_key, config.seed, repr(resolved)], sort_keys=True)
     folder = store.path.parent / f"{store.path.name}.proxies" / hashlib.sha256(key.encode()).hexdigest()[:16]
-    return run_proxy(request, lambda: create_model(model_name, splits.train.input_shape, splits.train.num_classes),
+    return run_proxy(resolved, lambda: create_model(model_name, splits.train.input_shape, splits.train.num_classes),
                      splits.train, splits.val, folder=folder, seed=config.seed, config=recipe, device=device)
 
 
