@@ -9,10 +9,10 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_STORE := runs/demo.db
 DEMO_ARGS := --dataset fashion-mnist --model lenet --epochs 20 --val-fraction 0.1 --store $(DEMO_STORE)
-DEMO_METHODS := random random-subset craig gradmatch glister
+DEMO_METHODS := random random-subset craig gradmatch glister crest stable
 SEEDS ?= 0
 
-.PHONY: demo test lint bench setup dataset clean
+.PHONY: demo test lint bench bench-noise bench-static setup dataset clean
 
 setup: dataset $(STAMP)
 
@@ -49,6 +49,14 @@ bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/facility_location.py
 	$(BIN)/python benchmarks/crest_check.py
+	$(BIN)/python benchmarks/peak_memory.py
+	$(BIN)/python benchmarks/trajectory_cost.py
+
+bench-noise: setup  # the label-noise table (about 40 min on 2 cores)
+	$(BIN)/python benchmarks/label_noise.py
+
+bench-static: setup  # the static-coreset size sweep and transfer table (about 40 min on 2 cores)
+	$(BIN)/python benchmarks/static_coresets.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
