@@ -58,6 +58,9 @@ def train(
     label_noise: Annotated[float, typer.Option(help="share of training labels corrupted")] = 0.0,
     noise_kind: Annotated[str, typer.Option(help="symmetric, uniform or pair")] = "symmetric",
     imbalance: Annotated[float, typer.Option(help="long-tail ratio n_max / n_min")] = 1.0,
+    holdout: Annotated[
+        float, typer.Option(help="stratified share of the training set held out for irreducible-loss models")
+    ] = 0.0,
     eval_points: Annotated[int, typer.Option(help="evaluations (and checkpoints) over the run")] = 20,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
     rerun: Annotated[bool, typer.Option(help="train again even if the store has this run")] = False,
@@ -73,6 +76,7 @@ def train(
     config = RunConfig.create(
         dataset=dataset, data_root=data_root, model=model, strategy=strategy, params=_parse_params(param),
         seed=seed, val_fraction=val_fraction, label_noise=label_noise, noise_kind=noise_kind, imbalance=imbalance,
+        holdout_fraction=holdout,
         train={"epochs": epochs, "budget": budget, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
                "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule, "eval_points": eval_points},
     )

@@ -27,16 +27,18 @@ FASHION_MNIST_CLASSES = (
 
 @dataclass(frozen=True)
 class DataSplits:
-    """The train, optional validation, and test parts of a dataset."""
+    """The train, optional validation and holdout, and test parts of a dataset."""
 
     name: str
     train: InMemoryDataset
     test: InMemoryDataset
     val: InMemoryDataset | None = None
+    holdout: InMemoryDataset | None = None
 
     def to(self, device: torch.device | str) -> DataSplits:
         val = None if self.val is None else self.val.to(device)
-        return replace(self, train=self.train.to(device), test=self.test.to(device), val=val)
+        holdout = None if self.holdout is None else self.holdout.to(device)
+        return replace(self, train=self.train.to(device), test=self.test.to(device), val=val, holdout=holdout)
 
 
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -146,9 +148,12 @@ def prepare_splits(
     label_noise: float = 0.0,
     noise_kind: str = "symmetric",
     imbalance_ratio: float = 1.0,
+    holdout_fraction: float = 0.0,
     seed: int = 0,
 ) -> DataSplits:
-    """Hold out a stratified validation split, then make the training part long-tailed and/or noisy.
+    """Hold out a stratified validation split, make the training part long-tailed and/or noisy, then hold
+    out a stratified ``holdout_fraction`` of it (same distribution, same noise; for irreducible-loss and
+    validation models — the strategies train on the rest).
 
     Validation and test labels stay clean; the training part keeps its clean labels for auditing. Each step
     draws from its own stream derived from ``seed``.
@@ -164,4 +169,8 @@ def prepare_splits(
         noise_seed = derive_seed(seed, "label-noise")
         noisy = add_label_noise(train.targets, train.num_classes, label_noise, noise_kind, noise_seed)
         train = train.with_targets(noisy.to(train.device))
-    return replace(splits, train=train, val=val)
+    holdout = None
+    if holdout_fraction > 0:
+        kept, held_out = stratified_split(train.targets, holdout_fraction, derive_seed(seed, "holdout-split"))
+        train, holdout = train.subset(kept), train.subset(held_out)
+    return replace(splits, train=train, val=val, holdout=holdout)

@@ -16,6 +16,8 @@ from coreselect.train.config import TrainConfig
 from coreselect.validation import validated
 
 SETTING_FIELDS = ("dataset", "data_root", "model", "val_fraction", "label_noise", "noise_kind", "imbalance")
+# Fields added later: left out of identities while at their default, so that earlier runs keep theirs.
+LATER_FIELDS = {"holdout_fraction": 0.0}
 
 
 class RunConfig(BaseModel):
@@ -33,6 +35,8 @@ class RunConfig(BaseModel):
     label_noise: float = Field(0.0, ge=0.0, le=1.0)
     noise_kind: Literal["symmetric", "uniform", "pair"] = "symmetric"
     imbalance: float = Field(1.0, ge=1.0, description="long-tail ratio n_max / n_min of the training part")
+    holdout_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="stratified share of the training part "
+                                    "held out for irreducible-loss / validation models, never trained on")
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @classmethod
@@ -53,12 +57,16 @@ class RunConfig(BaseModel):
     @property
     def run_id(self) -> str:
         """Hash of the whole configuration: the same command resumes and finds the same run."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        return hashlib.sha256(self.model_dump_json(exclude=self._defaulted_later_fields()).encode()).hexdigest()[:16]
+
+    def _defaulted_later_fields(self) -> set[str]:
+        return {k for k, default in LATER_FIELDS.items() if getattr(self, k) == default}
 
     @property
     def setting_key(self) -> str:
         """Identity of the comparison this run belongs to: everything but strategy, budget and seed."""
-        setting = {k: getattr(self, k) for k in SETTING_FIELDS}
+        setting = {k: getattr(self, k) for k in (*SETTING_FIELDS, *LATER_FIELDS)
+                   if k not in self._defaulted_later_fields()}
         train = self.train.model_dump(exclude={"budget"})
         return json.dumps({**setting, "train": train}, sort_keys=True)
 

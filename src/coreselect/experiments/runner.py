@@ -16,8 +16,8 @@ from coreselect.experiments.config import RunConfig
 from coreselect.experiments.store import ResultStore, StoredRun
 from coreselect.models.zoo import MODELS, check_model_fits, create_model
 from coreselect.seeding import derive_seed
+from coreselect.strategies.proxy import NeedsProxy, ProxyRecord, ProxyRequest
 from coreselect.strategies.registry import STRATEGIES, create_strategy
-from coreselect.strategies.static import ProxyRecord, ProxyRequest, ScoredStatic
 from coreselect.train.callbacks import Callback
 from coreselect.train.forgetting import ForgettingEvents
 from coreselect.train.gradient_error import GradientError
@@ -39,18 +39,21 @@ def checkpoint_path(store: ResultStore, config: RunConfig) -> Path:
 def _proxy_record(request: ProxyRequest, config: RunConfig, splits: DataSplits, store: ResultStore,
                   device: torch.device) -> ProxyRecord:
     """The proxy runs a static strategy scores with, made once per setting and seed and cached beside the store."""
-    if request.kind == "dynamics" and splits.val is None:
+    if request.needs_validation and splits.val is None:
         raise InvalidInputError(f"{config.strategy} records validation losses: hold out a validation split "
                                 "(--val-fraction 0.1)")
+    if request.kind == "holdout" and splits.holdout is None:
+        raise InvalidInputError(f"{config.strategy} trains a model on a holdout split: pass --holdout 0.5")
     model_name = request.model or config.model
     if model_name not in MODELS:
         raise UnknownNameError("proxy model", model_name, MODELS)
     recipe = config.train.model_copy(update={"budget": 1.0})
     resolved = dataclasses.replace(request, model=model_name, epochs=request.epochs or config.train.epochs)
-    key = json.dumps([config.setting_key, config.seed, repr(resolved)], sort_keys=True)
+    key = json.dumps([config.setting_key, config.seed, resolved.identity()], sort_keys=True)
     folder = store.path.parent / f"{store.path.name}.proxies" / hashlib.sha256(key.encode()).hexdigest()[:16]
     return run_proxy(resolved, lambda: create_model(model_name, splits.train.input_shape, splits.train.num_classes),
-                     splits.train, splits.val, folder=folder, seed=config.seed, config=recipe, device=device)
+                     splits.train, splits.val, folder=folder, seed=config.seed, config=recipe, device=device,
+                     holdout=splits.holdout)
 
 
 def run_experiment(
@@ -78,14 +81,16 @@ def run_experiment(
         label_noise=config.label_noise,
         noise_kind=config.noise_kind,
         imbalance_ratio=config.imbalance,
+        holdout_fraction=config.holdout_fraction,
         seed=config.seed,
     )
     torch.manual_seed(derive_seed(config.seed, "model-init"))
     model = create_model(config.model, splits.train.input_shape, splits.train.num_classes)
     check_model_fits(model, splits.train.inputs[:2], splits.train.num_classes, name=config.model)
     strategy = create_strategy(config.strategy, **config.params)
-    if isinstance(strategy, ScoredStatic):
-        strategy.provide(_proxy_record(strategy.proxy_request(), config, splits, store, resolve_device(device)))
+    request = strategy.proxy_request() if isinstance(strategy, NeedsProxy) else None
+    if request is not None:
+        strategy.provide(_proxy_record(request, config, splits, store, resolve_device(device)))
     path = checkpoint_path(store, config)
     all_callbacks = list(callbacks)
     if gradient_error_sample is not None:

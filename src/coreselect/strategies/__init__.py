@@ -2,10 +2,12 @@
 
 from coreselect.strategies import (  # noqa: F401  (registers them)
     baselines,
+    bayesian,
     craig,
     crest,
     glister,
     gradmatch,
+    online,
     stable,
     static,
 )

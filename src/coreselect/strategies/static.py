@@ -6,7 +6,8 @@ per class (equal quotas, water-filled) or globally. The experiment runner makes 
 (``coreselect.train.proxies``); in your own loop, call :meth:`ScoredStatic.provide` with a record, or
 :meth:`ScoredStatic.use_scores` with any scores of your own.
 
-Score directions (higher is kept): forgetting — more forgetting events (never-learned examples count as
+Score directions (higher is kept): SVP — higher predictive entropy of a small, briefly trained proxy (or
+more forgetting events); forgetting — more forgetting events (never-learned examples count as
 one more than the most-forgotten, so they rank first; DeepCore gives them 0); EL2N — larger ‖p − y‖₂;
 GraNd — larger last-layer gradient norm; LTC — loss trajectory more positively correlated with the
 validation loss of its class.
@@ -14,7 +15,6 @@ validation loss of its class.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -24,38 +24,9 @@ from torch import Tensor
 from coreselect.errors import InvalidInputError
 from coreselect.signals.trajectory import Aggregation, trajectory_correlation
 from coreselect.strategies.epochs import EpochStrategy, Selection
+from coreselect.strategies.proxy import ProxyRecord, ProxyRequest, TrainLossSource
 from coreselect.strategies.registry import register
 from coreselect.submodular.facility_location import class_quotas
-
-ProxyKind = Literal["dynamics", "early"]
-TrainLossSource = Literal["eval", "steps"]
-
-
-@dataclass(frozen=True)
-class ProxyRequest:
-    """The proxy runs a static strategy scores with; ``model`` None means the target's architecture,
-    ``epochs`` None the target run's epochs."""
-
-    kind: ProxyKind
-    epochs: int | None = None
-    model: str | None = None
-    runs: int = 1
-    record_every: int = 1
-    train_losses: TrainLossSource = "eval"
-
-
-@dataclass
-class ProxyRecord:
-    """What proxy runs left behind (fields a kind does not produce stay None) and what they cost."""
-
-    seconds: float
-    train_targets: Tensor | None = None
-    forgetting: Tensor | None = None
-    train_trajectories: Tensor | None = None  # [points, n_train] losses
-    val_trajectories: Tensor | None = None  # [points, n_val] losses
-    val_targets: Tensor | None = None
-    el2n: Tensor | None = None
-    grand: Tensor | None = None
 
 
 def top_k(scores: Tensor, targets: Tensor, k: int, *, class_balanced: bool = True) -> Tensor:
@@ -197,7 +168,7 @@ class LossTrajectoryCorrelation(ScoredStatic):
     def proxy_request(self) -> ProxyRequest:
         p = self.params
         return ProxyRequest("dynamics", p.proxy_epochs, p.proxy_model, record_every=p.record_every,
-                            train_losses=p.train_losses)
+                            train_losses=p.train_losses, needs_validation=True)
 
     def score(self, record: ProxyRecord) -> Tensor:
         train = _required(record.train_trajectories, "loss trajectories")
@@ -206,3 +177,29 @@ class LossTrajectoryCorrelation(ScoredStatic):
         return trajectory_correlation(train[:used], _required(record.train_targets, "training targets"), val[:used],
                                       _required(record.val_targets, "validation targets"),
                                       differences=self.params.differences, aggregation=self.params.aggregation)
+
+
+class SvpParams(StaticParams):
+    proxy_model: str | None = Field("mlp", description="the small proxy (selection via proxy)")
+    proxy_epochs: int | None = Field(5, ge=1, description="brief proxy training")
+    criterion: Literal["entropy", "forgetting"] = Field("entropy", description="highest predictive entropy of "
+                                                       "the proxy at the end, or most forgetting events")
+
+
+@register("svp", family="static", params=SvpParams,
+          summary="selection via proxy: a small model trained briefly picks by entropy or forgetting")
+class SelectionViaProxy(ScoredStatic):
+    name = "svp"
+    params: SvpParams
+
+    def __init__(self, params: SvpParams | None = None) -> None:
+        super().__init__(params or SvpParams())
+
+    def proxy_request(self) -> ProxyRequest:
+        return ProxyRequest("dynamics", self.params.proxy_epochs, self.params.proxy_model)
+
+    def score(self, record: ProxyRecord) -> Tensor:
+        if self.params.criterion == "forgetting":
+            return _required(record.forgetting, "forgetting counts")
+        log_p = torch.log_softmax(_required(record.final_logits, "final proxy logits").double(), dim=1)
+        return -(log_p.exp() * log_p).sum(1).float()

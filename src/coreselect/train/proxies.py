@@ -1,8 +1,11 @@
 """Proxy training runs whose by-products score examples for static coresets.
 
-- ``dynamics``: one full-data run recording forgetting events and loss trajectories (forgetting, LTC);
+- ``dynamics``: one full-data run recording forgetting events, loss trajectories (when there is a
+  validation split) and its final logits (forgetting, LTC, SVP);
 - ``early``: ``runs`` independent full-data runs, each stopped after ``epochs`` epochs, at the end of which
-  EL2N (‖p − y‖₂) and GraNd (last-layer gradient norm, closed form) are averaged over the runs.
+  EL2N (‖p − y‖₂) and GraNd (last-layer gradient norm, closed form) are averaged over the runs;
+- ``holdout``: one run on the holdout split, then its logits for every training example (irreducible
+  losses and validation-model predictions, looked up by index).
 
 :func:`run_proxy` caches its :class:`ProxyRecord` in a folder, so that every strategy and coreset size of a
 comparison reuses one proxy run; the seconds it took are kept with it. Proxy runs are not checkpointed: an
@@ -22,8 +25,8 @@ from torch import nn
 from coreselect.data.dataset import InMemoryDataset
 from coreselect.seeding import derive_seed
 from coreselect.signals import forward_in_batches, last_layer_gradient_norms, logit_gradients
+from coreselect.strategies.proxy import ProxyRecord, ProxyRequest
 from coreselect.strategies.registry import create_strategy
-from coreselect.strategies.static import ProxyRecord, ProxyRequest
 from coreselect.train.config import TrainConfig
 from coreselect.train.forgetting import FORGETTING, ForgettingEvents
 from coreselect.train.trainer import Trainer
@@ -39,7 +42,7 @@ def _train(model: nn.Module, train: InMemoryDataset, config: TrainConfig, *, val
 
 def run_proxy(request: ProxyRequest, make_model: Callable[[], nn.Module], train: InMemoryDataset,
               val: InMemoryDataset | None, *, folder: str | Path, seed: int = 0, config: TrainConfig | None = None,
-              device: str | torch.device = "cpu") -> ProxyRecord:
+              device: str | torch.device = "cpu", holdout: InMemoryDataset | None = None) -> ProxyRecord:
     """The record of ``request``'s proxy runs, read from ``folder`` if they were made before.
 
     ``make_model`` returns a freshly initialised proxy model (seeded here); ``config`` is the training recipe
@@ -55,10 +58,20 @@ def run_proxy(request: ProxyRequest, make_model: Callable[[], nn.Module], train:
     start = time.perf_counter()
     if request.kind == "dynamics":
         torch.manual_seed(derive_seed(seed, "proxy:dynamics"))
-        forgetting = ForgettingEvents()
-        trajectories = LossTrajectories(folder / "trajectories", request.record_every, request.train_losses)
-        _train(make_model(), train, recipe, val=val, seed=seed, device=device, callbacks=[forgetting, trajectories])
-        torch.save({"forgetting": forgetting.example_scores()[FORGETTING]}, folder / "scores.pt")
+        callbacks: list = [forgetting := ForgettingEvents()]
+        if val is not None:  # loss trajectories need validation losses
+            callbacks.append(LossTrajectories(folder / "trajectories", request.record_every, request.train_losses))
+        model = make_model()
+        _train(model, train, recipe, val=val, seed=seed, device=device, callbacks=callbacks)
+        torch.save({"forgetting": forgetting.example_scores()[FORGETTING],
+                    "final_logits": forward_in_batches(model, train.inputs).logits.cpu()}, folder / "scores.pt")
+    elif request.kind == "holdout":
+        if holdout is None:
+            raise ValueError("a holdout proxy needs the holdout split")
+        torch.manual_seed(derive_seed(seed, "proxy:holdout"))
+        model = make_model()
+        _train(model, holdout, recipe, val=None, seed=seed, device=device, callbacks=[])
+        torch.save({"holdout_logits": forward_in_batches(model, train.inputs).logits.cpu()}, folder / "scores.pt")
     else:
         el2n, grand = torch.zeros(len(train)), torch.zeros(len(train))
         for run in range(request.runs):
@@ -81,10 +94,13 @@ def _load(folder: Path, request: ProxyRequest, seconds: float, train: InMemoryDa
           val: InMemoryDataset | None) -> ProxyRecord:
     scores = torch.load(folder / "scores.pt")
     targets = train.targets.cpu()
+    if request.kind == "holdout":
+        return ProxyRecord(seconds, targets, holdout_logits=scores["holdout_logits"])
     if request.kind == "dynamics":
-        store = TrajectoryStore.open(folder / "trajectories")
-        return ProxyRecord(seconds, targets, forgetting=scores["forgetting"],
-                           train_trajectories=torch.from_numpy(store.train),
-                           val_trajectories=torch.from_numpy(store.val),
-                           val_targets=None if val is None else val.targets.cpu())
+        record = ProxyRecord(seconds, targets, forgetting=scores["forgetting"], final_logits=scores["final_logits"])
+        if (folder / "trajectories" / "meta.json").is_file() and val is not None:
+            store = TrajectoryStore.open(folder / "trajectories")
+            record.train_trajectories = torch.from_numpy(store.train)
+            record.val_trajectories, record.val_targets = torch.from_numpy(store.val), val.targets.cpu()
+        return record
     return ProxyRecord(seconds, targets, el2n=scores["el2n"], grand=scores["grand"])

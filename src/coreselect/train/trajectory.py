@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from coreselect.signals import forward_in_batches, per_example_losses
-from coreselect.strategies.static import TrainLossSource
+from coreselect.strategies.proxy import TrainLossSource
 from coreselect.train.callbacks import Callback
 
 if TYPE_CHECKING:

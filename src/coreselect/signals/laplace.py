@@ -1,0 +1,80 @@
+"""Last-layer KFAC Laplace posterior in function space, and the Bayesian data-selection score.
+
+Factors (exponential averages over the training batches, the first update copies):
+A ← ρA + (1−ρ)·HᵀH/|b| (H penultimate features, d×d) and G ← ρG + (1−ρ)·EᵀE/|b| (E = softmax − one-hot,
+C×C; the empirical Fisher with labels). With V = √n_e·A + √τ₀·I and U = √n_e·G + √τ₀·I the logits of x
+are Gaussian, f_x ~ N(f_θ(x), (hᵀV⁻¹h)·U⁻¹); samples are f_θ(x) + √(hᵀV⁻¹h)·L_U^{−T}ε with U = L_U L_Uᵀ.
+
+Score of (x, y) with S samples f^(s) and validation-model logits f̃ (Deng et al., NeurIPS 2023):
+a = α·mean_s log softmax(f^(s))_y + (1−α)·log softmax(f̃)_y − log mean_s softmax(f^(s))_y.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class KfacFactors:
+    """Exponentially averaged last-layer KFAC factors; ``count`` is the number of updates so far."""
+
+    momentum: float = 0.99
+    a: Tensor | None = None
+    g: Tensor | None = None
+    count: int = field(default=0)
+
+    def update(self, features: Tensor, logit_grads: Tensor) -> None:
+        """One batch: H (b, d) penultimate features and E (b, C) logit gradients of the trained examples."""
+        features, logit_grads = features.detach().double(), logit_grads.detach().double()
+        a_new = features.T @ features / len(features)
+        g_new = logit_grads.T @ logit_grads / len(logit_grads)
+        if self.a is None or self.g is None:
+            self.a, self.g = a_new, g_new
+        else:
+            self.a.mul_(self.momentum).add_(a_new, alpha=1 - self.momentum)
+            self.g.mul_(self.momentum).add_(g_new, alpha=1 - self.momentum)
+        self.count += 1
+
+    def state_dict(self) -> dict:
+        return {"momentum": self.momentum, "a": self.a, "g": self.g, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.momentum, self.a, self.g, self.count = state["momentum"], state["a"], state["g"], state["count"]
+
+
+def logit_variance_and_factor(features: Tensor, factors: KfacFactors, effective_data: float,
+                              prior_precision: float) -> tuple[Tensor, Tensor]:
+    """(hᵀV⁻¹h for each row of ``features``, L_U^{−T}) of the function-space posterior."""
+    assert factors.a is not None and factors.g is not None
+    d, c = factors.a.shape[0], factors.g.shape[0]
+    root_n, root_tau = math.sqrt(effective_data), math.sqrt(prior_precision)
+    v = root_n * factors.a + root_tau * torch.eye(d, dtype=torch.float64, device=factors.a.device)
+    u = root_n * factors.g + root_tau * torch.eye(c, dtype=torch.float64, device=factors.g.device)
+    l_v = torch.linalg.cholesky(v)
+    z = torch.linalg.solve_triangular(l_v, features.double().T.to(l_v.device), upper=False)  # L_V⁻¹ hᵀ
+    variance = z.pow(2).sum(0)
+    l_u = torch.linalg.cholesky(u)
+    inv_l_u = torch.linalg.solve_triangular(l_u, torch.eye(c, dtype=torch.float64, device=u.device), upper=False)
+    return variance, inv_l_u.T  # L_U^{-T}
+
+
+def sample_logits(logits: Tensor, variance: Tensor, inv_chol_t: Tensor, samples: int,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """[S, n, C] samples f + √var·L_U^{−T}ε (``inv_chol_t`` = L_U^{−T})."""
+    n, c = logits.shape
+    eps = torch.randn(samples, n, c, generator=generator, dtype=torch.float64).to(logits.device)
+    noise = eps @ inv_chol_t.T.to(logits.device)  # rows: (L_U^{-T} ε)ᵀ
+    return (logits.double()[None] + variance.to(logits.device).sqrt()[None, :, None] * noise).float()
+
+
+def bayesian_score(sampled_logits: Tensor, validation_logits: Tensor, targets: Tensor, alpha: float) -> Tensor:
+    """The per-example score a(x, y) of the module docstring, from [S, n, C] samples and [n, C] f̃."""
+    index = targets.view(1, -1, 1).expand(sampled_logits.shape[0], -1, 1)
+    log_p = torch.log_softmax(sampled_logits.double(), dim=2).gather(2, index).squeeze(2)  # [S, n]
+    log_p_val = torch.log_softmax(validation_logits.double(), dim=1).gather(1, targets.view(-1, 1)).squeeze(1)
+    log_mean_p = torch.logsumexp(log_p, dim=0) - math.log(log_p.shape[0])
+    return (alpha * log_p.mean(0) + (1 - alpha) * log_p_val - log_mean_p).float()

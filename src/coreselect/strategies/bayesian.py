@@ -1,0 +1,103 @@
+"""Bayesian data selection (Deng, Cui, Zhu, NeurIPS 2023): online batch selection by the lower bound on the
+reduction of generalisation loss, with a last-layer KFAC Laplace posterior and a validation model.
+
+The KFAC factors are averaged from the training steps' own forward (penultimate features captured by a
+hook on the classifier head, which stays registered while the strategy lives); the candidates' logits and
+features come from the selection forward. The validation model is the model trained on the holdout split
+(its logits looked up by index, as the irreducible-loss model is) or a local CLIP-style zero-shot
+classifier (``validation=zero_shot``, ``zero_shot_path``). Before the first update, S = 1 with f_θ.
+See :mod:`coreselect.signals.laplace` for the formulas.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from coreselect.errors import InvalidInputError
+from coreselect.models.features import PenultimateFeatures
+from coreselect.models.zero_shot import load_zero_shot
+from coreselect.signals import forward_in_batches, logit_gradients
+from coreselect.signals.laplace import KfacFactors, bayesian_score, logit_variance_and_factor, sample_logits
+from coreselect.strategies.online import HoldoutParams, HoldoutScored
+from coreselect.strategies.protocol import Batch, Context, StepOutput
+from coreselect.strategies.proxy import ProxyRequest
+from coreselect.strategies.registry import register
+
+
+class BayesianParams(HoldoutParams):
+    """Defaults: the official code's CIFAR-10 settings."""
+
+    alpha: float = Field(0.2, ge=0, le=1, description="trust in the training posterior vs the validation model")
+    effective_data: float = Field(200.0, gt=0, description="n_e, effective data size of the posterior")
+    prior_precision: float = Field(10.0, gt=0, description="τ₀")
+    samples: int = Field(256, ge=1, description="S, function samples per candidate")
+    kfac_momentum: float = Field(0.99, ge=0, lt=1, description="ρ of the factor averages")
+    validation: Literal["holdout", "zero_shot"] = "holdout"
+    zero_shot_path: str | None = Field(None, description="folder of a zero-shot checkpoint (validation=zero_shot)")
+    zero_shot_temperature: float = Field(4.0, gt=0, description="T of the zero-shot logits")
+
+
+@register("bayesian", family="online", params=BayesianParams,
+          summary="Bayesian data selection: last-layer KFAC Laplace samples and a validation / zero-shot model")
+class BayesianSelection(HoldoutScored):
+    name = "bayesian"
+    params: BayesianParams
+
+    def __init__(self, params: BayesianParams | None = None) -> None:
+        super().__init__(params or BayesianParams())
+        p = self.params
+        self.factors = KfacFactors(p.kfac_momentum)
+        self.zero_shot: nn.Module | None = None
+        self._features: PenultimateFeatures | None = None
+
+    def setup(self, ctx: Context) -> None:
+        super().setup(ctx)
+        p = self.params
+        if p.validation == "zero_shot":
+            if p.zero_shot_path is None:
+                raise InvalidInputError("validation=zero_shot needs zero_shot_path, the checkpoint folder")
+            self.zero_shot = load_zero_shot(p.zero_shot_path, p.zero_shot_temperature, ctx.train.num_classes)
+            self.zero_shot.to(ctx.device)
+        self._features = PenultimateFeatures(ctx.model).__enter__()
+
+    def proxy_request(self) -> ProxyRequest | None:  # type: ignore[override]
+        return super().proxy_request() if self.params.validation == "holdout" else None
+
+    def validation_logits(self, candidates: Tensor, inputs: Tensor) -> Tensor:
+        if self.zero_shot is not None:
+            with torch.no_grad():
+                return self.zero_shot(inputs).float()
+        if self.holdout_logits is None:
+            raise InvalidInputError("strategy 'bayesian' needs a validation model: run it with `coreselect train "
+                                    "--holdout 0.5`, call provide(), or use validation=zero_shot")
+        return self.holdout_logits[candidates.cpu()].to(inputs.device)
+
+    def score(self, candidates: Tensor) -> Tensor:
+        p, ctx = self.params, self.context
+        x, y = ctx.train[candidates]
+        ctx.log.count_forward(len(candidates))
+        out = forward_in_batches(ctx.model, x, batch_size=max(len(candidates), 1), with_features=True)
+        assert out.features is not None
+        if self.factors.count == 0:
+            samples = out.logits[None]
+        else:
+            variance, inv_chol_t = logit_variance_and_factor(out.features, self.factors, p.effective_data,
+                                                             p.prior_precision)
+            samples = sample_logits(out.logits, variance, inv_chol_t, p.samples, self.generator)
+        return bayesian_score(samples, self.validation_logits(candidates, x), y.to(samples.device), p.alpha)
+
+    def observe(self, batch: Batch, out: StepOutput) -> None:
+        assert self._features is not None and self._features.value is not None
+        targets = self.context.train.targets[batch.indices.to(self.context.train.device)]
+        self.factors.update(self._features.value, logit_gradients(out.logits, targets.to(out.logits.device)))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "factors": self.factors.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.factors.load_state_dict(state["factors"])

@@ -1,0 +1,212 @@
+"""Online batch selection: every step draws n_B candidates from a shuffled pass over the training set,
+scores them with one no-grad forward (eval mode), and trains on the best n_b (RHO-LOSS's protocol).
+
+uniform, train-loss (highest CE), grad-norm (highest ‖p − y‖₂), grad-norm-is (n_b drawn with replacement,
+q ∝ ‖p − y‖₂, weights 1/(n_B·q) so that the batch gradient is unbiased), irreducible-loss (lowest loss
+under a model trained on the holdout split), rho-loss (highest CE − irreducible loss). An epoch is one
+pass over the candidate stream, so budget 0.1 with n_b/n_B = 0.1 gives as many passes as epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+
+from coreselect.errors import InvalidInputError
+from coreselect.seeding import derive_seed
+from coreselect.signals import forward_in_batches, logit_gradients, per_example_losses
+from coreselect.strategies.protocol import Batch, Context, StepOutput
+from coreselect.strategies.proxy import ProxyRecord, ProxyRequest
+from coreselect.strategies.registry import register
+
+
+class OnlineParams(BaseModel):
+    """Candidate and selected batch sizes (RHO-LOSS and Bayesian data selection use 320 and 32)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    candidates: int = Field(320, ge=1, description="n_B, candidates scored per step")
+    selected: int = Field(32, ge=1, description="n_b, examples trained on per step")
+
+
+class OnlineSelection:
+    """The candidate stream and top-n_b selection; subclasses score candidates (higher is kept)."""
+
+    name = "online"
+    params: OnlineParams
+
+    def __init__(self, params: OnlineParams) -> None:
+        if params.selected > params.candidates:
+            raise InvalidInputError(f"selected ({params.selected}) must not exceed candidates ({params.candidates})")
+        self.params = params
+        self.ctx: Context | None = None
+        self.generator = torch.Generator()
+        self.order = torch.zeros(0, dtype=torch.long)
+        self.cursor = 0
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.generator.manual_seed(derive_seed(ctx.seed, f"strategy:{self.name}"))
+
+    @property
+    def context(self) -> Context:
+        if self.ctx is None:
+            raise RuntimeError(f"call {type(self).__name__}.setup(ctx) before drawing batches")
+        return self.ctx
+
+    def candidates(self) -> Tensor:
+        """The next n_B indices of the shuffled pass (a new pass when this one runs out)."""
+        n, size = len(self.context.train), min(self.params.candidates, len(self.context.train))
+        if self.cursor + size > len(self.order):
+            self.order, self.cursor = torch.randperm(n, generator=self.generator), 0
+        chosen = self.order[self.cursor : self.cursor + size]
+        self.cursor += size
+        return chosen
+
+    def batches(self) -> Iterator[Batch]:
+        while True:
+            indices, weights = self.choose(self.candidates())
+            yield Batch(indices, weights)
+
+    def choose(self, candidates: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The n_b highest-scoring candidates (no weights)."""
+        scores = self.score(candidates)
+        top = torch.topk(scores.cpu(), min(self.params.selected, len(candidates))).indices
+        return candidates[top], None
+
+    def score(self, candidates: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, candidates: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (eval mode, no grad) and targets of the candidates, counted as selection forwards."""
+        ctx = self.context
+        x, y = ctx.train[candidates]
+        ctx.log.count_forward(len(candidates))
+        return forward_in_batches(ctx.model, x, batch_size=max(len(candidates), 1)).logits, y
+
+    def observe(self, batch: Batch, out: StepOutput) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "order": self.order, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.cursor = state["order"], state["cursor"]
+
+
+@register("uniform", family="online", params=OnlineParams, summary="n_b uniformly random of n_B candidates")
+class Uniform(OnlineSelection):
+    name = "uniform"
+
+    def __init__(self, params: OnlineParams | None = None) -> None:
+        super().__init__(params or OnlineParams())
+
+    def choose(self, candidates: Tensor) -> tuple[Tensor, Tensor | None]:
+        return candidates[: self.params.selected], None  # the stream is already shuffled
+
+
+@register("train-loss", family="online", params=OnlineParams, summary="the n_b candidates of highest loss")
+class TrainLoss(OnlineSelection):
+    name = "train-loss"
+
+    def __init__(self, params: OnlineParams | None = None) -> None:
+        super().__init__(params or OnlineParams())
+
+    def score(self, candidates: Tensor) -> Tensor:
+        return per_example_losses(*self.forward(candidates))
+
+
+@register("grad-norm", family="online", params=OnlineParams,
+          summary="the n_b candidates of largest logit-gradient norm ‖p − y‖₂")
+class GradNorm(OnlineSelection):
+    name = "grad-norm"
+
+    def __init__(self, params: OnlineParams | None = None) -> None:
+        super().__init__(params or OnlineParams())
+
+    def score(self, candidates: Tensor) -> Tensor:
+        return logit_gradients(*self.forward(candidates)).norm(dim=1)
+
+
+@register("grad-norm-is", family="online", params=OnlineParams,
+          summary="n_b drawn with replacement ∝ ‖p − y‖₂, weighted 1/(n_B·q): unbiased importance sampling")
+class GradNormIS(GradNorm):
+    name = "grad-norm-is"
+
+    def choose(self, candidates: Tensor) -> tuple[Tensor, Tensor | None]:
+        q = importance_probabilities(self.score(candidates).cpu())
+        drawn = torch.multinomial(q, self.params.selected, replacement=True, generator=self.generator)
+        return candidates[drawn], 1.0 / (len(candidates) * q[drawn])
+
+
+def importance_probabilities(norms: Tensor, floor: float = 1e-8) -> Tensor:
+    """q_i ∝ norms (a floor keeps every candidate drawable, so the estimate stays unbiased)."""
+    norms = norms.double().clamp_min(floor)
+    return (norms / norms.sum()).float()
+
+
+class HoldoutParams(OnlineParams):
+    holdout_model: str | None = Field(None, description="architecture trained on the holdout split "
+                                      "(default: the target's)")
+    holdout_epochs: int | None = Field(None, ge=1, description="its training epochs (default: the run's)")
+
+
+class HoldoutScored(OnlineSelection):
+    """Online selection that looks up a holdout-trained model's logits by training index."""
+
+    params: HoldoutParams
+
+    def __init__(self, params: HoldoutParams) -> None:
+        super().__init__(params)
+        self.holdout_logits: Tensor | None = None
+        self.proxy_seconds = 0.0
+
+    def proxy_request(self) -> ProxyRequest:
+        return ProxyRequest("holdout", self.params.holdout_epochs, self.params.holdout_model)
+
+    def provide(self, record: ProxyRecord) -> None:
+        if record.holdout_logits is None:
+            raise InvalidInputError("the proxy record has no holdout-model logits")
+        self.holdout_logits, self.proxy_seconds = record.holdout_logits.float().cpu(), record.seconds
+
+    def irreducible_loss(self, candidates: Tensor) -> Tensor:
+        if self.holdout_logits is None:
+            raise InvalidInputError(f"strategy {self.name!r} needs the holdout model's logits: run it with "
+                                    "`coreselect train --holdout 0.5` or call provide() first")
+        targets = self.context.train.targets[candidates.to(self.context.train.device)].cpu()
+        return per_example_losses(self.holdout_logits[candidates.cpu()], targets)
+
+    def metrics(self) -> dict[str, float]:
+        return {"proxy_s": self.proxy_seconds}
+
+
+@register("irreducible-loss", family="online", params=HoldoutParams,
+          summary="the n_b candidates of lowest loss under a model trained on the holdout split")
+class IrreducibleLoss(HoldoutScored):
+    name = "irreducible-loss"
+
+    def __init__(self, params: HoldoutParams | None = None) -> None:
+        super().__init__(params or HoldoutParams())
+
+    def score(self, candidates: Tensor) -> Tensor:
+        return -self.irreducible_loss(candidates)
+
+
+@register("rho-loss", family="online", params=HoldoutParams,
+          summary="the n_b candidates of highest reducible holdout loss: CE − irreducible loss (RHO-LOSS)")
+class RhoLoss(HoldoutScored):
+    name = "rho-loss"
+
+    def __init__(self, params: HoldoutParams | None = None) -> None:
+        super().__init__(params or HoldoutParams())
+
+    def score(self, candidates: Tensor) -> Tensor:
+        return per_example_losses(*self.forward(candidates)).cpu() - self.irreducible_loss(candidates)
+
+
+__all__ = ["HoldoutScored", "OnlineParams", "OnlineSelection", "importance_probabilities"]
