@@ -1,0 +1,143 @@
+"""Online batch selection: Laplace samples against their closed form, the Bayesian score against its
+definition, KFAC factors against explicit outer products, unbiased grad-norm importance sampling, and runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import assert_resumes_exact_stream, make_blobs
+from coreselect.data import InMemoryDataset, load_dataset, prepare_splits
+from coreselect.experiments import ResultStore, RunConfig, run_experiment
+from coreselect.models import create_model
+from coreselect.signals.laplace import KfacFactors, bayesian_score, logit_variance_and_factor, sample_logits
+from coreselect.strategies import Budget, Context, create_strategy
+from coreselect.train import TrainConfig, Trainer
+
+
+def _factors(d: int = 5, c: int = 3, seed: int = 0) -> KfacFactors:
+    g = torch.Generator().manual_seed(seed)
+    factors = KfacFactors(0.9)
+    for _ in range(3):
+        factors.update(torch.randn(20, d, generator=g), torch.randn(20, c, generator=g))
+    return factors
+
+
+def test_kfac_factors_are_the_averaged_outer_products() -> None:
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 4, generator=g), torch.randn(8, 3, generator=g)) for _ in range(3)]
+    factors = KfacFactors(0.9)
+    for h, e in batches:
+        factors.update(h, e)
+    outer = [(sum(torch.outer(r, r) for r in h) / 8, sum(torch.outer(r, r) for r in e) / 8) for h, e in batches]
+    expected_a = 0.9 * (0.9 * outer[0][0] + 0.1 * outer[1][0]) + 0.1 * outer[2][0]  # the first update copies
+    expected_g = 0.9 * (0.9 * outer[0][1] + 0.1 * outer[1][1]) + 0.1 * outer[2][1]
+    torch.testing.assert_close(factors.a, expected_a.double())
+    torch.testing.assert_close(factors.g, expected_g.double())
+    assert factors.count == 3
+
+
+def test_sampled_logits_have_the_closed_form_mean_and_covariance() -> None:
+    factors = _factors()
+    features, logits = torch.randn(2, 5, generator=torch.Generator().manual_seed(2)), torch.tensor([[1.0, -1, 0],
+                                                                                                    [0.5, 2, -1]])
+    variance, inv_chol_t = logit_variance_and_factor(features, factors, effective_data=50.0, prior_precision=4.0)
+    v = math.sqrt(50) * factors.a + 2.0 * torch.eye(5, dtype=torch.float64)
+    u = math.sqrt(50) * factors.g + 2.0 * torch.eye(3, dtype=torch.float64)
+    expected_var = torch.stack([h.double() @ torch.linalg.solve(v, h.double()) for h in features])
+    torch.testing.assert_close(variance, expected_var)
+    samples = sample_logits(logits, variance, inv_chol_t, 40000, torch.Generator().manual_seed(3)).double()
+    for i in range(2):
+        cov = expected_var[i] * torch.linalg.inv(u)
+        mean_se = (torch.diagonal(cov) / 40000).sqrt()
+        assert ((samples[:, i].mean(0) - logits[i].double()).abs() < 4 * mean_se).all()
+        empirical = torch.cov(samples[:, i].T)
+        assert torch.allclose(empirical, cov, rtol=0.05, atol=0.05 * float(torch.diagonal(cov).max()))
+
+
+def test_bayesian_score_equals_its_definition() -> None:
+    g = torch.Generator().manual_seed(4)
+    samples, val_logits, targets, alpha = torch.randn(6, 4, 3, generator=g), torch.randn(4, 3, generator=g), \
+        torch.tensor([0, 2, 1, 2]), 0.3
+    got = bayesian_score(samples, val_logits, targets, alpha)
+    for i in range(4):
+        probs = [math.exp(samples[s, i, targets[i]]) / sum(math.exp(v) for v in samples[s, i]) for s in range(6)]
+        val_prob = math.exp(val_logits[i, targets[i]]) / sum(math.exp(v) for v in val_logits[i])
+        expected = alpha * sum(math.log(p) for p in probs) / 6 + (1 - alpha) * math.log(val_prob) \
+            - math.log(sum(probs) / 6)
+        assert float(got[i]) == pytest.approx(expected, abs=1e-5)
+
+
+def _context(n: int = 400) -> Context:
+    x, y = make_blobs(n, seed=5)
+    torch.manual_seed(0)
+    data = InMemoryDataset(torch.from_numpy(x), torch.from_numpy(y), 4)
+    return Context(model=create_model("mlp", (1, 8, 8), 4), train=data, budget=Budget(0.1, 10, n, 32))
+
+
+def test_grad_norm_importance_sampling_is_unbiased() -> None:
+    ctx = _context()
+    strategy = create_strategy("grad-norm-is", candidates=10, selected=4)
+    strategy.setup(ctx)
+    candidates = torch.arange(10)
+    norms = torch.linspace(0.1, 2.0, 10)
+    strategy.score = lambda c: norms  # fixed per-candidate gradient norms
+    grads = torch.randn(10, 3, generator=torch.Generator().manual_seed(6)) * norms[:, None]
+    total, draws = torch.zeros(3, dtype=torch.float64), 20000
+    for _ in range(draws):
+        chosen, weights = strategy.choose(candidates)
+        total += (weights[:, None] * grads[chosen]).mean(0).double()  # the trainer's weighted mean
+    standard_error = grads.double().norm(dim=1).max() / math.sqrt(draws)
+    assert ((total / draws - grads.double().mean(0)).abs() < 4 * standard_error).all()
+    naive = grads[torch.topk(norms, 4).indices].mean(0)  # top-k without weights is biased
+    assert (naive - grads.mean(0)).abs().max() > 10 * standard_error
+
+
+@pytest.mark.parametrize("name", ["uniform", "train-loss", "grad-norm-is"])
+def test_online_streams_resume_exactly(name: str) -> None:
+    assert_resumes_exact_stream(name, _context, skip=5, take=8)
+
+
+def test_holdout_split_and_online_runs(npz_root: Path, tmp_path: Path) -> None:
+    plain = prepare_splits(load_dataset("npz", npz_root), seed=0)
+    split = prepare_splits(load_dataset("npz", npz_root), holdout_fraction=0.5, label_noise=0.2, seed=0)
+    assert split.holdout is not None and len(split.train) + len(split.holdout) == len(plain.train)
+    assert "holdout_fraction" not in RunConfig.create().setting_key
+    assert RunConfig.create(holdout_fraction=0.5).setting_key != RunConfig.create().setting_key
+
+    store = ResultStore(tmp_path / "runs.db")
+    common = {"dataset": "npz", "data_root": str(npz_root), "model": "mlp", "seed": 0, "holdout_fraction": 0.5,
+              "train": {"epochs": 3, "budget": 0.1, "eval_points": 3}}
+    for name in ("rho-loss", "irreducible-loss", "bayesian"):
+        run = run_experiment(RunConfig.create(strategy=name, params={"candidates": 40, "selected": 4}, **common),
+                             store, progress_bar=False)
+        assert run.test_accuracy is not None
+        assert (run.selection_forward_examples > 0) == (name != "irreducible-loss")  # IL is looked up by index
+    assert len(list((tmp_path / "runs.db.proxies").iterdir())) == 1  # one holdout model served all three
+    with pytest.raises(Exception, match="--holdout"):
+        run_experiment(RunConfig.create(strategy="rho-loss", **{**common, "holdout_fraction": 0.0}), store,
+                       progress_bar=False)
+
+
+def test_bayesian_with_a_local_zero_shot_checkpoint(tmp_path: Path) -> None:
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(64, 6))  # a tiny fake image encoder
+    exported = torch.export.export(encoder, (torch.randn(4, 1, 8, 8),),
+                                   dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(exported, tmp_path / "image_encoder.pt2")
+    torch.save(torch.randn(4, 6), tmp_path / "class_embeddings.pt")
+    x, y = make_blobs(400, seed=7)
+    data = InMemoryDataset(torch.from_numpy(x), torch.from_numpy(y), 4)
+    strategy = create_strategy("bayesian", validation="zero_shot", zero_shot_path=str(tmp_path), candidates=40,
+                               selected=8, samples=16)
+    assert strategy.proxy_request() is None
+    torch.manual_seed(0)
+    result = Trainer(create_model("mlp", (1, 8, 8), 4), strategy, data, data,
+                     TrainConfig(epochs=5, budget=0.2, eval_points=1), progress_bar=False).fit()
+    assert strategy.factors.count == result.steps and result.test_accuracy > 0.5
+    with pytest.raises(Exception, match="missing"):
+        create_strategy("bayesian", validation="zero_shot", zero_shot_path=str(tmp_path / "nowhere")).setup(
+            Context(model=create_model("mlp", (1, 8, 8), 4), train=data, budget=Budget(0.1, 1, 400, 8)))
