@@ -1,9 +1,10 @@
 """A CLIP-style zero-shot classifier from a local checkpoint: logits = T · φ(x) · Wᵀ.
 
-φ is an image encoder saved with ``torch.export`` (put any resizing and normalisation inside it: it receives
-our input tensors as they are; export it with a dynamic batch dimension); W holds one L2-normalised text
-embedding per class (the average over a prompt ensemble). As in the Bayesian data-selection code, the image embedding is not normalised, so T
-interacts with its norm. Nothing is downloaded: export both once where the weights are available.
+φ is an image encoder saved with ``torch.export`` (put any resizing and normalisation inside it: it
+receives our input tensors as they are; export it with a dynamic batch dimension); W holds one
+L2-normalised text embedding per class (the average over a prompt ensemble). As in the Bayesian
+data-selection code, the image embedding is not normalised, so T interacts with its norm. Nothing is
+downloaded: export both once where the weights are available.
 
     folder/image_encoder.pt2      torch.export.save(torch.export.export(encoder, (x,),
                                       dynamic_shapes=({0: torch.export.Dim("batch")},)), ...)
