@@ -102,3 +102,22 @@ def test_noisy_share_comes_from_the_stored_mask(tmp_path: Path) -> None:
     result = TrainResult(0.5, 1.0, 10, 100, 0, Timings(), [], rounds)
     store.finish(config, result, noise_mask=mask)
     assert [s["noisy_share"] for s in store.selections(config.run_id)] == [pytest.approx(0.25), pytest.approx(0.8)]
+
+
+def test_time_to_target_from_the_stored_history(tmp_path: Path) -> None:
+    from coreselect.experiments.report import time_to_target, time_to_target_table
+    from coreselect.train import EvalRecord, Timings, TrainResult
+
+    store = ResultStore(tmp_path / "runs.db")
+    config = RunConfig.create(dataset="npz", strategy="random", train={"epochs": 4, "budget": 0.5})
+    store.begin(config)
+    history = [EvalRecord(step=i, examples=100 * i, test_accuracy=acc, test_loss=1.0, train_loss=1.0,
+                          selection_s=0.5 * i, training_s=1.0 * i, evaluation_s=0.0)
+               for i, acc in zip((1, 2, 3, 4), (0.5, 0.7, 0.9, 0.8), strict=True)]
+    store.finish(config, TrainResult(0.8, 1.0, 4, 400, 0, Timings(), history, []))
+    (run,) = store.runs(status="done")
+    reached = time_to_target(store, run, 0.85)
+    assert reached is not None and reached.epochs == pytest.approx(3.0) and reached.seconds == pytest.approx(4.5)
+    assert time_to_target(store, run, 0.95) is None
+    table = time_to_target_table(store, [run], [0.6, 0.95])
+    assert "2.0 (1/1)" in table and "never" in table

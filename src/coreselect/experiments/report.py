@@ -136,6 +136,50 @@ def noisy_shares(store: ResultStore, runs: list[StoredRun]) -> dict[str, float]:
     return out
 
 
+@dataclass(frozen=True)
+class TargetReached:
+    """When a run first reached a test accuracy: in epochs (passes over its data stream, i.e. the share of
+    its budget spent times its epochs) and in selection + training seconds."""
+
+    epochs: float
+    seconds: float
+
+
+def time_to_target(store: ResultStore, run: StoredRun, target: float) -> TargetReached | None:
+    """The first evaluation at or above ``target`` accuracy (a fraction), or None if the run never got there."""
+    total = run.examples or 0
+    for e in store.evaluations(run.run_id):
+        if e.test_accuracy >= target and total:
+            return TargetReached(e.examples / total * run.config.train.epochs, e.selection_s + e.training_s)
+    return None
+
+
+def time_to_target_table(store: ResultStore, runs: list[StoredRun], targets: list[float], *,
+                         relative: bool = False, tablefmt: str = "github") -> str:
+    """Epochs to each target per (setting, method, budget), mean over the seeds that reached it, with how many
+    did ("never" when none). ``relative`` targets are fractions of the setting's mean full-data accuracy."""
+    reference: dict[str, list[float]] = defaultdict(list)
+    for r in runs:
+        if r.config.method_label == REFERENCE:
+            reference[r.config.setting_key].append(r.test_accuracy or 0.0)
+    full_acc = {k: statistics.fmean(v) for k, v in reference.items()}
+    table = []
+    for (setting_key, method, budget), rs in _method_groups(runs).items():
+        cells = []
+        for target in targets:
+            absolute = target * full_acc[setting_key] if relative and setting_key in full_acc else target
+            reached = [t for t in (time_to_target(store, r, absolute) for r in rs) if t is not None]
+            cells.append("never" if not reached else
+                         f"{statistics.fmean(t.epochs for t in reached):.1f} ({len(reached)}/{len(rs)})")
+        accs = [100 * (r.test_accuracy or 0.0) for r in rs]
+        table.append([*_setting_cells(setting_key), method, f"{budget:g}", len(rs),
+                      f"{statistics.fmean(accs):.2f} ± {_std(accs):.2f}", *cells])
+    names = [f"{100 * t:g}% of full" if relative else f"{100 * t:g}%" for t in targets]
+    headers = ["dataset", "model", "epochs", "noise", "method", "budget", "seeds", "final acc (%)",
+               *(f"epochs to {n} (seeds)" for n in names)]
+    return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
 def _method_groups(runs: list[StoredRun]) -> dict[tuple[str, str, float], list[StoredRun]]:
     groups: dict[tuple[str, str, float], list[StoredRun]] = defaultdict(list)
     for run in runs:
