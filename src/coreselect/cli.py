@@ -100,14 +100,26 @@ def report(
     fmt: Annotated[
         str, typer.Option("--format", help="any tabulate format: github, plain, latex, html, ...")
     ] = "github",
+    target: Annotated[
+        list[float] | None, typer.Option(help="also show epochs to this test accuracy (a fraction; repeatable)")
+    ] = None,
+    relative: Annotated[bool, typer.Option(help="targets are fractions of the full-data accuracy")] = False,
 ) -> None:
     """Print accuracy, relative error against full data, wall-clock and speed-up from the store."""
     from coreselect.experiments import ResultStore
     from coreselect.experiments import report as make_report
+    from coreselect.experiments.report import time_to_target_table
 
     if not store.is_file():
         raise InvalidInputError(f"no results store at {store}; run `coreselect train ... --store {store}` first")
-    typer.echo(make_report(ResultStore(store), tablefmt=fmt))
+    results = ResultStore(store)
+    typer.echo(make_report(results, tablefmt=fmt))
+    if target:
+        if any(not 0 < t <= 1 for t in target):
+            raise InvalidInputError(f"targets are accuracies in (0, 1], got {target}")
+        typer.echo("\nEpochs to target accuracy (mean over the seeds that reached it):")
+        typer.echo(time_to_target_table(results, results.runs(status="done"), target, relative=relative,
+                                        tablefmt=fmt))
 
 
 @app.command()

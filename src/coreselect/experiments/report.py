@@ -8,6 +8,7 @@ Speed-up is the full run's mean selection + training wall-clock over the method'
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -209,7 +210,7 @@ def instrumentation_table(store: ResultStore, runs: list[StoredRun], tablefmt: s
     for (setting_key, method, budget), rs in _method_groups([r for r in runs if r.run_id in finals]).items():
         cells = [statistics.fmean(finals[r.run_id].get(k, float("nan")) for r in rs) for k in keys]
         table.append([*_setting_cells(setting_key), method, f"{budget:g}", len(rs),
-                      f"{statistics.fmean(r.training_s or 0.0 for r in rs):.1f}", *(f"{c:.4g}" for c in cells)])
+                      f"{statistics.fmean(r.training_s or 0.0 for r in rs):.1f}", *(f"{c:.6g}" for c in cells)])
     headers = ["dataset", "model", "epochs", "noise", "method", "budget", "seeds", "training_s", *keys]
     return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
@@ -249,7 +250,7 @@ def forgetting_table(store: ResultStore, runs: list[StoredRun], parts: int = 4,
         all_mean = statistics.fmean(float(store.example_scores(f.run_id, FORGETTING).nanmean()) for f in full)
         spans = [statistics.fmean(per_run[r.run_id][i] for r in rs) for i in range(parts)]
         table.append([*_setting_cells(setting_key), method, f"{budget:g}", len(rs), f"{all_mean:.3f}",
-                      *(f"{v:.3f}" for v in spans)])
+                      *("—" if math.isnan(v) else f"{v:.3f}" for v in spans)])
     headers = ["dataset", "model", "epochs", "noise", "method", "budget", "seeds", "all examples",
                *(f"part {i + 1}/{parts}" for i in range(parts))]
     return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
