@@ -30,8 +30,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from coreselect.seeding import derive_seed
 from coreselect.signals import forward_in_batches, gradient_and_hessian_diagonal, logit_gradients, per_example_losses
+from coreselect.strategies.base import SeededStrategy
 from coreselect.strategies.minibatch_coresets import minibatch_coresets, stratified_subsets
 from coreselect.strategies.protocol import Batch, Context, StepOutput
 from coreselect.strategies.registry import register
@@ -87,21 +87,19 @@ class QuadraticModel:
 
 @register("crest", family="adaptive", params=CrestParams,
           summary="mini-batch coresets from random subsets, re-selected when a quadratic loss model fails")
-class Crest:
+class Crest(SeededStrategy):
     """See the module docstring; state survives ``state_dict``/``load_state_dict`` exactly."""
 
     name = "crest"
 
     def __init__(self, params: CrestParams | None = None) -> None:
+        super().__init__()
         self.params = params or CrestParams()
-        self.ctx: Context | None = None
-        self.generator = torch.Generator()
         self.seconds = dict.fromkeys(COMPONENTS, 0.0)
 
     # -- set-up and state ------------------------------------------------------------------------
     def setup(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.generator.manual_seed(derive_seed(ctx.seed, "strategy:crest"))
+        super().setup(ctx)
         n, m = len(ctx.train), ctx.batch_size
         self.steps_per_epoch = math.ceil(ctx.budget.epoch_examples / m)
         self.pool = torch.ones(n, dtype=torch.bool)
@@ -121,12 +119,6 @@ class Crest:
         self.ema_grad = [torch.zeros_like(p) for p in params]
         self.ema_hess = [torch.zeros_like(p) for p in params]
         self.ema_count = 0
-
-    @property
-    def context(self) -> Context:
-        if self.ctx is None:
-            raise RuntimeError("call Crest.setup(ctx) before drawing batches")
-        return self.ctx
 
     def _params(self) -> list[Tensor]:
         return [p for p in self.context.model.parameters() if p.requires_grad]

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from coreselect.seeding import derive_seed
-from coreselect.strategies.protocol import Batch, Context, StepOutput
+from coreselect.strategies.base import SeededStrategy
+from coreselect.strategies.protocol import Batch, StepOutput
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Selection:
     weights: Tensor | None = None
 
 
-class EpochStrategy(ABC):
+class EpochStrategy(SeededStrategy, ABC):
     """Cuts each pass over the current selection into shuffled mini-batches of ``ctx.batch_size``.
 
     Subclasses implement :meth:`select`, called at the start of every pass; returning ``None`` keeps the
@@ -32,28 +32,17 @@ class EpochStrategy(ABC):
     name = "epoch-strategy"
 
     def __init__(self) -> None:
-        self.ctx: Context | None = None
-        self.generator = torch.Generator()
+        super().__init__()
         self._epoch = 0
         self._selection: Selection | None = None
         self._order: Tensor | None = None
         self._cursor = 0
 
-    def setup(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.generator.manual_seed(derive_seed(ctx.seed, f"strategy:{self.name}"))
-
-    @property
-    def context(self) -> Context:
-        if self.ctx is None:
-            raise RuntimeError(f"call {type(self).__name__}.setup(ctx) before drawing batches")
-        return self.ctx
-
     @abstractmethod
     def select(self, epoch: int) -> Selection | None:
         """The selection for pass ``epoch`` (0-based), or None to keep the previous one."""
 
-    def observe(self, batch: Batch, out: StepOutput) -> None:  # noqa: B027 - optional hook
+    def observe(self, batch: Batch, out: StepOutput) -> None:
         """Per-example outputs of the step that used ``batch``; ignored unless a subclass needs them."""
 
     def _begin_epoch(self) -> None:

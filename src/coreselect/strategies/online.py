@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
-from coreselect.seeding import derive_seed
 from coreselect.signals import forward_in_batches, logit_gradients, per_example_losses
-from coreselect.strategies.protocol import Batch, Context, StepOutput
+from coreselect.strategies.base import SeededStrategy
+from coreselect.strategies.protocol import Batch, StepOutput
 from coreselect.strategies.proxy import ProxyRecord, ProxyRequest
 from coreselect.strategies.registry import register
 
@@ -33,7 +33,7 @@ class OnlineParams(BaseModel):
     selected: int = Field(32, ge=1, description="n_b, examples trained on per step")
 
 
-class OnlineSelection:
+class OnlineSelection(SeededStrategy):
     """The candidate stream and top-n_b selection; subclasses score candidates (higher is kept)."""
 
     name = "online"
@@ -42,21 +42,10 @@ class OnlineSelection:
     def __init__(self, params: OnlineParams) -> None:
         if params.selected > params.candidates:
             raise InvalidInputError(f"selected ({params.selected}) must not exceed candidates ({params.candidates})")
+        super().__init__()
         self.params = params
-        self.ctx: Context | None = None
-        self.generator = torch.Generator()
         self.order = torch.zeros(0, dtype=torch.long)
         self.cursor = 0
-
-    def setup(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.generator.manual_seed(derive_seed(ctx.seed, f"strategy:{self.name}"))
-
-    @property
-    def context(self) -> Context:
-        if self.ctx is None:
-            raise RuntimeError(f"call {type(self).__name__}.setup(ctx) before drawing batches")
-        return self.ctx
 
     def candidates(self) -> Tensor:
         """The next n_B indices of the shuffled pass (a new pass when this one runs out)."""
