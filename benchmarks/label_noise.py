@@ -14,6 +14,9 @@ import argparse
 import statistics
 from pathlib import Path
 
+import torch
+
+from coreselect.data import load_dataset, prepare_splits
 from coreselect.experiments import ResultStore, RunConfig, run_experiment
 from coreselect.experiments.report import report
 from coreselect.train.gradient_error import RELATIVE
@@ -34,6 +37,31 @@ def gradient_error_curves(store: ResultStore, parts: int = 4) -> str:
     for (noise, method), runs in sorted(curves.items()):
         means = [statistics.fmean(r[i] for r in runs) for i in range(parts)]
         lines.append(f"  noise {noise:g}  {method:10s} " + "  ".join(f"{m:.3f}" for m in means))
+    return "\n".join(lines)
+
+
+def weighted_noisy_shares(store: ResultStore) -> str:
+    """Share of the selection weight on corrupted labels (what the weighted gradient sees), per noise level and
+    method, mean over rounds and seeds; the corruption is re-derived from each run's seed."""
+    masks: dict[tuple, torch.Tensor] = {}
+    shares: dict[tuple[float, str], list[float]] = {}
+    for run in store.runs(status="done"):
+        c = run.config
+        if c.label_noise <= 0:
+            continue
+        key = (c.dataset, c.val_fraction, c.label_noise, c.noise_kind, c.imbalance, c.seed)
+        if key not in masks:
+            masks[key] = prepare_splits(load_dataset(c.dataset, c.data_root), val_fraction=c.val_fraction,
+                                        label_noise=c.label_noise, noise_kind=c.noise_kind,
+                                        imbalance_ratio=c.imbalance, seed=c.seed).train.noise_mask.cpu().float()
+        rounds = [(masks[key][s["indices"]] * (s["weights"] if s["weights"] is not None else 1.0)).sum()
+                  / (s["weights"].sum() if s["weights"] is not None else len(s["indices"]))
+                  for s in store.selections(run.run_id)]
+        if rounds:
+            shares.setdefault((c.label_noise, c.method_label), []).append(float(torch.stack(rounds).mean()))
+    lines = ["share of selection weight on corrupted labels (weighted coresets; mean over rounds and seeds):"]
+    lines += [f"  noise {noise:g}  {method:32s} {100 * statistics.fmean(v):5.1f}%"
+              for (noise, method), v in sorted(shares.items())]
     return "\n".join(lines)
 
 
@@ -59,6 +87,8 @@ def main() -> None:
                 run = run_experiment(config, store, progress_bar=False, gradient_error_sample=sample)
                 print(f"noise {noise:g} seed {seed} {strategy}: {100 * (run.test_accuracy or 0):.2f}%", flush=True)
     print(report(store))
+    print()
+    print(weighted_noisy_shares(store))
     print()
     print(gradient_error_curves(store))
 
