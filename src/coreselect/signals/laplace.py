@@ -66,15 +66,15 @@ def sample_logits(logits: Tensor, variance: Tensor, inv_chol_t: Tensor, samples:
                   generator: torch.Generator | None = None) -> Tensor:
     """[S, n, C] samples f + √var·L_U^{−T}ε (``inv_chol_t`` = L_U^{−T})."""
     n, c = logits.shape
-    eps = torch.randn(samples, n, c, generator=generator, dtype=torch.float64).to(logits.device)
-    noise = eps @ inv_chol_t.T.to(logits.device)  # rows: (L_U^{-T} ε)ᵀ
-    return (logits.double()[None] + variance.to(logits.device).sqrt()[None, :, None] * noise).float()
+    eps = torch.randn(samples, n, c, generator=generator).to(logits.device)  # float32: S·n·C values
+    noise = eps @ inv_chol_t.T.float().to(logits.device)  # rows: (L_U^{-T} ε)ᵀ
+    return logits.float()[None] + variance.float().to(logits.device).sqrt()[None, :, None] * noise
 
 
 def bayesian_score(sampled_logits: Tensor, validation_logits: Tensor, targets: Tensor, alpha: float) -> Tensor:
     """The per-example score a(x, y) of the module docstring, from [S, n, C] samples and [n, C] f̃."""
     index = targets.view(1, -1, 1).expand(sampled_logits.shape[0], -1, 1)
-    log_p = torch.log_softmax(sampled_logits.double(), dim=2).gather(2, index).squeeze(2)  # [S, n]
-    log_p_val = torch.log_softmax(validation_logits.double(), dim=1).gather(1, targets.view(-1, 1)).squeeze(1)
+    log_p = torch.log_softmax(sampled_logits.float(), dim=2).gather(2, index).squeeze(2)  # [S, n]
+    log_p_val = torch.log_softmax(validation_logits.float(), dim=1).gather(1, targets.view(-1, 1)).squeeze(1)
     log_mean_p = torch.logsumexp(log_p, dim=0) - math.log(log_p.shape[0])
-    return (alpha * log_p.mean(0) + (1 - alpha) * log_p_val - log_mean_p).float()
+    return alpha * log_p.mean(0) + (1 - alpha) * log_p_val - log_mean_p
