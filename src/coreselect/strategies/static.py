@@ -15,6 +15,7 @@ validation loss of its class.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Literal
 
 import torch
@@ -65,11 +66,13 @@ class ScoredStatic(EpochStrategy):
         self.scores: Tensor | None = None
         self.proxy_seconds = 0.0
 
+    @abstractmethod
     def proxy_request(self) -> ProxyRequest:
-        raise NotImplementedError
+        """The proxy runs this strategy scores with."""
 
+    @abstractmethod
     def score(self, record: ProxyRecord) -> Tensor:
-        raise NotImplementedError
+        """One score per training example from the proxy record (higher is kept)."""
 
     def provide(self, record: ProxyRecord) -> None:
         """Scores from a proxy record (what the runner calls before training)."""

@@ -106,12 +106,10 @@ class LossTrajectories(Callback):
         val = trainer.context.val
         if val is None:
             raise ValueError("loss trajectories need a validation set: pass val= to the Trainer (--val-fraction)")
-        budget = trainer.budget
-        interval = budget.epoch_examples * self.every
-        capacity = -(-budget.total_examples // interval)
+        capacity = -(-trainer.budget.total_examples // self._interval(trainer))
         self.store = TrajectoryStore(self.folder, len(trainer.train_data), len(val), capacity)
         self.store.truncate(self._restored_rows or 0)
-        self._next_at = (self.store.rows + 1) * interval
+        self._next_at = (self.store.rows + 1) * self._interval(trainer)
         if self.source == "steps":
             self._step_losses = self._restored_step_losses
             if self._step_losses is None:
@@ -133,8 +131,11 @@ class LossTrajectories(Callback):
         else:
             train = _losses(trainer.model, trainer.train_data)
         self.store.append(train, val)
-        interval = trainer.budget.epoch_examples * self.every
-        self._next_at = (self.store.rows + 1) * interval
+        self._next_at = (self.store.rows + 1) * self._interval(trainer)
+
+    def _interval(self, trainer: Trainer) -> int:
+        """Examples between recordings: ``every`` compressed epochs."""
+        return trainer.budget.epoch_examples * self.every
 
     def state_dict(self) -> dict[str, Any]:
         losses = None if self._step_losses is None else self._step_losses.clone()
