@@ -50,9 +50,11 @@ def test_train_report_and_rerun(npz_root: Path, tmp_path: Path) -> None:
     assert cli(*_train_args(npz_root, store, "--strategy", "random", "--budget", "0.5")).returncode == 0
     again = cli(*_train_args(npz_root, store, "--strategy", "random", "--budget", "0.5"))
     assert "already in the store" in again.stdout
-    report = cli("report", "--store", str(store))
+    report = cli("report", "--store", str(store), "--out", str(tmp_path / "report"))
     assert report.returncode == 0
     assert "full" in report.stdout and "random" in report.stdout and "rel. error" in report.stdout
+    written = (tmp_path / "report" / "report.md").read_text()
+    assert "rel. error" in written and "LTC" not in written  # no ltc run, no alignment figure
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from coreselect.experiments import ResultStore, RunConfig, run_experiment
+from coreselect.experiments.alignment import aligned_examples, plot_alignment, store_alignment_figure
 from coreselect.models import create_model
-from coreselect.signals import trajectory_correlation
+from coreselect.signals import pairwise_trajectory_correlation, trajectory_correlation
 from coreselect.strategies import create_strategy
 from coreselect.strategies.static import top_k
 from coreselect.train import ForgettingCounter, TrainConfig, Trainer
@@ -41,6 +42,28 @@ def test_ltc_scores_match_numpy_corrcoef() -> None:
             expected_pairs = np.mean([np.corrcoef(x[:, i], same[:, j])[0, 1] for j in range(same.shape[1])])
             assert float(got[i]) == pytest.approx(expected, abs=1e-5)
             assert float(pairs[i]) == pytest.approx(expected_pairs, abs=1e-5)
+
+
+def test_pairwise_correlation_and_extreme_examples_match_numpy() -> None:
+    rng = np.random.default_rng(1)
+    train, val = rng.normal(size=(8, 30)), rng.normal(size=(8, 12))
+    val_y = torch.tensor(np.arange(12) % 3)
+    for differences in (True, False):
+        x, v = (np.diff(train, axis=0), np.diff(val, axis=0)) if differences else (train, val)
+        expected = np.corrcoef(v.T, x.T)[:12, 12:]  # rows: validation, columns: training examples
+        got = pairwise_trajectory_correlation(torch.tensor(train), torch.tensor(val), differences=differences)
+        np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
+    chosen = aligned_examples(torch.tensor(train), torch.tensor(val), val_y, per_class=2, k=3)
+    assert torch.bincount(val_y[chosen.val_indices], minlength=3).tolist() == [2, 2, 2]
+    expected = np.corrcoef(np.diff(val, axis=0).T, np.diff(train, axis=0).T)[:12, 12:]
+    for row, j in enumerate(chosen.val_indices.tolist()):
+        order = np.argsort(expected[j])
+        assert chosen.positive[row].tolist() == order[::-1][:3].tolist()
+        assert chosen.negative[row].tolist() == order[:3].tolist()
+        np.testing.assert_allclose(chosen.positive_correlation[row].numpy(), expected[j][order[::-1][:3]], atol=1e-5)
+    figure = plot_alignment(chosen, torch.rand(30, 1, 5, 5), torch.rand(12, 1, 5, 5), torch.tensor(train).abs(),
+                            torch.tensor(val).abs(), [str(c) for c in val_y[chosen.val_indices].tolist()])
+    assert len(figure.axes) == 6 * (2 * 3 + 2)  # per row: the validation image, 3 + 3 examples, the curves
 
 
 def test_forgetting_counts_a_hand_computed_sequence() -> None:
@@ -96,6 +119,8 @@ def test_static_strategies_share_one_cached_proxy_and_transfer(npz_root: Path, t
     forgetting = run_experiment(RunConfig.create(strategy="forgetting", **common), store, progress_bar=False)
     proxies = list((tmp_path / "runs.db.proxies").iterdir())
     assert len(proxies) == 1  # one dynamics proxy served both
+    figure = store_alignment_figure(store, tmp_path / "report" / "ltc_alignment.png", k=2)
+    assert figure is not None and figure.read_bytes().startswith(b"\x89PNG")
     proxy_s = [store.evaluations(r.run_id)[-1].extras["proxy_s"] for r in (ltc, forgetting)]
     assert proxy_s[0] == proxy_s[1] > 0
     (selection,) = store.selections(ltc.run_id)

@@ -104,6 +104,9 @@ def report(
         list[float] | None, typer.Option(help="also show epochs to this test accuracy (a fraction; repeatable)")
     ] = None,
     relative: Annotated[bool, typer.Option(help="targets are fractions of the full-data accuracy")] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="also write the report (report.md) and its figures into this folder")
+    ] = None,
 ) -> None:
     """Print accuracy, relative error against full data, wall-clock and speed-up from the store."""
     from coreselect.experiments import ResultStore
@@ -113,13 +116,25 @@ def report(
     if not store.is_file():
         raise InvalidInputError(f"no results store at {store}; run `coreselect train ... --store {store}` first")
     results = ResultStore(store)
-    typer.echo(make_report(results, tablefmt=fmt))
+    sections = [make_report(results, tablefmt=fmt)]
     if target:
         if any(not 0 < t <= 1 for t in target):
             raise InvalidInputError(f"targets are accuracies in (0, 1], got {target}")
-        typer.echo("\nEpochs to target accuracy (mean over the seeds that reached it):")
-        typer.echo(time_to_target_table(results, results.runs(status="done"), target, relative=relative,
-                                        tablefmt=fmt))
+        sections.append("Epochs to target accuracy (mean over the seeds that reached it):\n"
+                        + time_to_target_table(results, results.runs(status="done"), target, relative=relative,
+                                               tablefmt=fmt))
+    text = "\n\n".join(sections)
+    typer.echo(text)
+    if out is not None:
+        from coreselect.experiments.alignment import store_alignment_figure
+
+        out.mkdir(parents=True, exist_ok=True)
+        figure = store_alignment_figure(results, out / "ltc_alignment.png")
+        if figure is not None:
+            text += ("\n\nLTC: validation examples, the training examples whose loss trajectories move most with "
+                     f"theirs and most against them, and their loss curves:\n\n![LTC alignment]({figure.name})")
+        (out / "report.md").write_text(text + "\n")
+        typer.echo(f"\nwrote {out / 'report.md'}" + (f" and {figure}" if figure is not None else ""))
 
 
 @app.command()

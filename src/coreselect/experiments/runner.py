@@ -36,6 +36,35 @@ def checkpoint_path(store: ResultStore, config: RunConfig) -> Path:
     return store.path.parent / f"{store.path.name}.checkpoints" / f"{config.run_id}.pt"
 
 
+def load_splits(config: RunConfig) -> DataSplits:
+    """The data of ``config``'s setting: its splits, label noise and imbalance, as the run sees them."""
+    return prepare_splits(
+        load_dataset(config.dataset, config.data_root),
+        val_fraction=config.val_fraction,
+        label_noise=config.label_noise,
+        noise_kind=config.noise_kind,
+        imbalance_ratio=config.imbalance,
+        holdout_fraction=config.holdout_fraction,
+        seed=config.seed,
+    )
+
+
+def proxy_request(config: RunConfig) -> ProxyRequest | None:
+    """The proxy runs ``config``'s strategy scores with, architecture and epochs resolved; None if none."""
+    strategy = create_strategy(config.strategy, **config.params)
+    request = strategy.proxy_request() if isinstance(strategy, NeedsProxy) else None
+    if request is None:
+        return None
+    return dataclasses.replace(request, model=request.model or config.model,
+                               epochs=request.epochs or config.train.epochs)
+
+
+def proxy_folder(store: ResultStore, config: RunConfig, request: ProxyRequest) -> Path:
+    """Where the proxy runs of ``request`` (resolved) for ``config``'s setting and seed are cached."""
+    key = json.dumps([config.setting_key, config.seed, request.identity()], sort_keys=True)
+    return store.path.parent / f"{store.path.name}.proxies" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def _proxy_record(request: ProxyRequest, config: RunConfig, splits: DataSplits, store: ResultStore,
                   device: torch.device) -> ProxyRecord:
     """The proxy runs a static strategy scores with, made once per setting and seed and cached beside the store."""
@@ -48,12 +77,9 @@ def _proxy_record(request: ProxyRequest, config: RunConfig, splits: DataSplits, 
     if model_name not in MODELS:
         raise UnknownNameError("proxy model", model_name, MODELS)
     recipe = config.train.model_copy(update={"budget": 1.0})
-    resolved = dataclasses.replace(request, model=model_name, epochs=request.epochs or config.train.epochs)
-    key = json.dumps([config.setting_key, config.seed, resolved.identity()], sort_keys=True)
-    folder = store.path.parent / f"{store.path.name}.proxies" / hashlib.sha256(key.encode()).hexdigest()[:16]
-    return run_proxy(resolved, lambda: create_model(model_name, splits.train.input_shape, splits.train.num_classes),
-                     splits.train, splits.val, folder=folder, seed=config.seed, config=recipe, device=device,
-                     holdout=splits.holdout)
+    return run_proxy(request, lambda: create_model(model_name, splits.train.input_shape, splits.train.num_classes),
+                     splits.train, splits.val, folder=proxy_folder(store, config, request), seed=config.seed,
+                     config=recipe, device=device, holdout=splits.holdout)
 
 
 def run_experiment(
@@ -75,21 +101,14 @@ def run_experiment(
     existing = store.get(config.run_id)
     if existing is not None and existing.status == "done" and not rerun:
         return existing
-    splits = prepare_splits(
-        load_dataset(config.dataset, config.data_root),
-        val_fraction=config.val_fraction,
-        label_noise=config.label_noise,
-        noise_kind=config.noise_kind,
-        imbalance_ratio=config.imbalance,
-        holdout_fraction=config.holdout_fraction,
-        seed=config.seed,
-    )
+    splits = load_splits(config)
     torch.manual_seed(derive_seed(config.seed, "model-init"))
     model = create_model(config.model, splits.train.input_shape, splits.train.num_classes)
     check_model_fits(model, splits.train.inputs[:2], splits.train.num_classes, name=config.model)
     strategy = create_strategy(config.strategy, **config.params)
-    request = strategy.proxy_request() if isinstance(strategy, NeedsProxy) else None
+    request = proxy_request(config)
     if request is not None:
+        assert isinstance(strategy, NeedsProxy)
         strategy.provide(_proxy_record(request, config, splits, store, resolve_device(device)))
     path = checkpoint_path(store, config)
     all_callbacks = list(callbacks)

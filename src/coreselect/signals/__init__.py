@@ -11,7 +11,7 @@ from coreselect.signals.gradients import (
     per_example_losses,
 )
 from coreselect.signals.hessian import gradient_and_hessian_diagonal, rademacher_like
-from coreselect.signals.trajectory import trajectory_correlation, zscore
+from coreselect.signals.trajectory import pairwise_trajectory_correlation, trajectory_correlation, zscore
 
 __all__ = [
     "ForwardOutputs",
@@ -22,6 +22,7 @@ __all__ = [
     "last_layer_pairwise_sq_distances",
     "logit_gradients",
     "pairwise_sq_distances",
+    "pairwise_trajectory_correlation",
     "per_example_losses",
     "rademacher_like",
     "trajectory_correlation",

@@ -27,6 +27,31 @@ def zscore(series: Tensor) -> Tensor:
     return centred / torch.where(std > 0, std, torch.ones_like(std))
 
 
+def _series(train_losses: Tensor, val_losses: Tensor, differences: bool) -> tuple[Tensor, Tensor]:
+    """Validated float64 series (first differences when asked) of the training and validation trajectories."""
+    if train_losses.ndim != 2 or val_losses.ndim != 2 or train_losses.shape[0] != val_losses.shape[0]:
+        raise InvalidInputError(f"loss trajectories must be [points, examples] with the same number of points, "
+                                f"got {tuple(train_losses.shape)} and {tuple(val_losses.shape)}")
+    if train_losses.shape[0] < (3 if differences else 2):
+        raise InvalidInputError(f"{train_losses.shape[0]} recording points are too few for a correlation")
+    if not torch.isfinite(train_losses).all() or not torch.isfinite(val_losses).all():
+        raise InvalidInputError("loss trajectories hold NaN (examples not presented between recordings); "
+                                "record with train_losses='eval' or from a full-data run")
+    x, v = train_losses.double(), val_losses.double()
+    if differences:
+        x, v = x.diff(dim=0), v.diff(dim=0)
+    return x, v
+
+
+def pairwise_trajectory_correlation(train_losses: Tensor, val_losses: Tensor, *, differences: bool = True) -> Tensor:
+    """Pearson correlation of every validation trajectory with every training one, shape [n_val, n_train].
+
+    Meant for a few validation examples (what the report shows): the result is dense.
+    """
+    x, v = _series(train_losses, val_losses, differences)
+    return (zscore(v).T @ zscore(x) / x.shape[0]).float()
+
+
 def trajectory_correlation(
     train_losses: Tensor,
     train_targets: Tensor,
@@ -40,19 +65,9 @@ def trajectory_correlation(
 
     ``train_losses`` [T, n_train] and ``val_losses`` [T, n_val] are recorded at the same T points.
     """
-    if train_losses.ndim != 2 or val_losses.ndim != 2 or train_losses.shape[0] != val_losses.shape[0]:
-        raise InvalidInputError(f"loss trajectories must be [points, examples] with the same number of points, "
-                                f"got {tuple(train_losses.shape)} and {tuple(val_losses.shape)}")
+    x, v = _series(train_losses, val_losses, differences)
     if train_losses.shape[1] != len(train_targets) or val_losses.shape[1] != len(val_targets):
         raise InvalidInputError("one target per trajectory column is needed")
-    if train_losses.shape[0] < (3 if differences else 2):
-        raise InvalidInputError(f"{train_losses.shape[0]} recording points are too few for a correlation")
-    if not torch.isfinite(train_losses).all() or not torch.isfinite(val_losses).all():
-        raise InvalidInputError("loss trajectories hold NaN (examples not presented between recordings); "
-                                "record with train_losses='eval' or from a full-data run")
-    x, v = train_losses.double(), val_losses.double()
-    if differences:
-        x, v = x.diff(dim=0), v.diff(dim=0)
     num_classes = int(max(int(train_targets.max()), int(val_targets.max()))) + 1
     one_hot = torch.nn.functional.one_hot(val_targets.long(), num_classes).double()  # [n_val, C]
     counts = one_hot.sum(0)
