@@ -7,12 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEMO_STORE := runs/demo.db
-DEMO_ARGS := --dataset fashion-mnist --model lenet --epochs 20 --val-fraction 0.1 --store $(DEMO_STORE)
-DEMO_METHODS := random random-subset craig gradmatch glister crest stable
-SEEDS ?= 0
+CHROMIUM := /usr/bin/chromium
+JOBS ?= 2
 
-.PHONY: demo test lint bench bench-noise bench-static setup dataset clean
+.PHONY: demo test lint bench bench-crest bench-noise bench-online bench-static setup dataset browser
 
 setup: dataset $(STAMP)
 
@@ -22,22 +20,22 @@ $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
+browser: $(CHROMIUM)  # the report-page test renders the page in headless Chromium
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-demo: setup
-	for seed in $(SEEDS); do \
-	  $(BIN)/coreselect train $(DEMO_ARGS) --strategy full --seed $$seed || exit 1; \
-	  for method in $(DEMO_METHODS); do \
-	    $(BIN)/coreselect train $(DEMO_ARGS) --strategy $$method --budget 0.1 --seed $$seed || exit 1; \
-	  done; \
-	done
-	$(BIN)/coreselect report --store $(DEMO_STORE)
+demo: setup  # every strategy once on Fashion-MNIST, then the report in runs/demo_report/
+	$(BIN)/coreselect bench --preset demo --jobs $(JOBS)
 
-test: setup
+test: setup browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
@@ -52,11 +50,14 @@ bench: setup
 	$(BIN)/python benchmarks/peak_memory.py
 	$(BIN)/python benchmarks/trajectory_cost.py
 
+bench-crest: setup  # CREST's Table 1 protocol, 3 seeds (about 1 h on 2 cores)
+	$(BIN)/coreselect bench --preset crest-table
+
 bench-noise: setup  # the label-noise table (about 40 min on 2 cores)
 	$(BIN)/python benchmarks/label_noise.py
 
-bench-static: setup  # the static-coreset size sweep and transfer table (about 40 min on 2 cores)
-	$(BIN)/python benchmarks/static_coresets.py
+bench-online: setup  # the online-selection time-to-target table (about 1 h 30 on 2 cores)
+	$(BIN)/python benchmarks/online_selection.py
 
-clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+bench-static: setup  # the static-coreset size sweep and transfer table (about 1 h on 2 cores)
+	$(BIN)/python benchmarks/static_coresets.py

@@ -5,7 +5,10 @@ Prints the report (test accuracy, relative error, wall-clock, share of noisy lab
 and, per noise level, the gradient-error curve of the coreset methods over training. Runs go to a results
 store, so an interrupted benchmark resumes where it stopped and finished runs are not trained again.
 
-    .venv/bin/python benchmarks/label_noise.py [--noise 0.4 0 0.2 0.6] [--seeds 0 1 2] [--epochs 10]
+The runs are those of the ``noise`` preset (``coreselect bench --preset noise`` makes the same runs into
+the same store); this script adds the weighted noisy share and the gradient-error curves.
+
+    .venv/bin/python benchmarks/label_noise.py [--seeds 0 1 2] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -17,12 +20,10 @@ from pathlib import Path
 import torch
 
 from coreselect.data import load_dataset, prepare_splits
-from coreselect.experiments import ResultStore, RunConfig, run_experiment
+from coreselect.experiments import ResultStore
+from coreselect.experiments.grid import expand, load_preset, run_grid
 from coreselect.experiments.report import report
 from coreselect.train.gradient_error import RELATIVE
-
-STRATEGIES = ("full", "random", "craig", "crest", "stable")
-CORESET_METHODS = ("craig", "crest", "stable")
 
 
 def gradient_error_curves(store: ResultStore, parts: int = 4) -> str:
@@ -67,25 +68,16 @@ def weighted_noisy_shares(store: ResultStore) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--noise", type=float, nargs="+", default=[0.4, 0.0, 0.2, 0.6])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--budget", type=float, default=0.1)
-    parser.add_argument("--gradient-error", type=int, default=2000,
-                        help="training examples in the reference gradient of the gradient-error curve (0: off)")
-    parser.add_argument("--store", type=Path, default=Path("runs/label_noise.db"))
+    parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the preset's)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    parser.add_argument("--store", type=Path, default=None, help="results store (default: the preset's)")
     args = parser.parse_args()
-    store = ResultStore(args.store)
-    for noise in args.noise:  # the noise level of the headline claim first
-        for seed in args.seeds:
-            for strategy in args.strategies:
-                config = RunConfig.create(dataset="fashion-mnist", model="lenet", strategy=strategy, seed=seed,
-                                          label_noise=noise, noise_kind="symmetric", val_fraction=0.1,
-                                          train={"epochs": args.epochs, "budget": args.budget})
-                sample = args.gradient_error if strategy in CORESET_METHODS and args.gradient_error else None
-                run = run_experiment(config, store, progress_bar=False, gradient_error_sample=sample)
-                print(f"noise {noise:g} seed {seed} {strategy}: {100 * (run.test_accuracy or 0):.2f}%", flush=True)
+    spec = load_preset("noise")
+    store = ResultStore(args.store or spec.store)
+    planned = [r for r in expand(spec) if args.seeds is None or r.config.seed in args.seeds]
+    run_grid(planned, store, jobs=args.jobs, on_outcome=lambda o: print(
+        f"noise {o.run.config.label_noise:g} seed {o.run.config.seed} {o.run.config.method_label}: "
+        f"{100 * (o.test_accuracy or 0):.2f}%" + (f" FAILED: {o.error}" if o.error else ""), flush=True))
     print(report(store))
     print()
     print(weighted_noisy_shares(store))

@@ -4,48 +4,62 @@ every online strategy, clean, with 10% symmetric label noise and long-tailed (im
 Half of the training set is held out for the irreducible-loss / validation model (trained once per
 setting and seed, cached); every method, full data included, trains on the other half. n_B = 320,
 n_b = 32, budget 0.1 (so an epoch is one pass over the candidate stream), AdamW lr 1e-3, constant
-schedule, as in the papers. Prints epochs to the accuracy targets, final accuracy, wall-clock and the
-share of noisy labels among the selected.
+schedule, as in the papers. Prints epochs to the accuracy targets, final accuracy, wall-clock, the share of
+noisy labels among the selected and the selection overhead per step. The runs are those of the ``online``
+preset (``coreselect bench --preset online`` makes the same runs into the same store).
 
-    .venv/bin/python benchmarks/online_selection.py [--seeds 0 1 2] [--epochs 20] [--targets 0.85 0.88]
+    .venv/bin/python benchmarks/online_selection.py [--seeds 0 1 2] [--targets 0.8 0.85] [--jobs 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 
-from coreselect.experiments import ResultStore, RunConfig, run_experiment
-from coreselect.experiments.report import report, time_to_target_table
+from tabulate import tabulate
 
-STRATEGIES = ("full", "uniform", "train-loss", "grad-norm", "grad-norm-is", "irreducible-loss", "rho-loss",
-              "bayesian", "svp")
-SETTINGS = {"clean": {}, "noise 10%": {"label_noise": 0.1}, "long-tailed 10": {"imbalance": 10.0}}
+from coreselect.experiments import ResultStore
+from coreselect.experiments.grid import expand, load_preset, run_grid
+from coreselect.experiments.report import report, setting_label, time_to_target_table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--targets", type=float, nargs="+", default=[0.85, 0.88])
-    parser.add_argument("--store", type=Path, default=Path("runs/online.db"))
+    parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the preset's)")
+    parser.add_argument("--targets", type=float, nargs="+", help="accuracy targets (default: the preset's)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    parser.add_argument("--store", type=Path, default=None, help="results store (default: the preset's)")
     args = parser.parse_args()
-    store = ResultStore(args.store)
-    train = {"epochs": args.epochs, "budget": 0.1, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01,
-             "schedule": "constant", "eval_points": 2 * args.epochs}
-    for setting in args.settings:
-        for seed in args.seeds:
-            for strategy in args.strategies:
-                config = RunConfig.create(dataset="fashion-mnist", model="lenet", strategy=strategy, seed=seed,
-                                          holdout_fraction=0.5, train=train, **SETTINGS[setting])
-                run = run_experiment(config, store, progress_bar=False)
-                print(f"{setting} seed {seed} {strategy}: {100 * (run.test_accuracy or 0):.2f}%", flush=True)
+    spec = load_preset("online")
+    store = ResultStore(args.store or spec.store)
+    planned = [r for r in expand(spec) if args.seeds is None or r.config.seed in args.seeds]
+    run_grid(planned, store, jobs=args.jobs, on_outcome=lambda o: print(
+        f"{setting_label(o.run.config.setting_key)} seed {o.run.config.seed} {o.run.config.method_label}: "
+        f"{100 * (o.test_accuracy or 0):.2f}%" + (f" FAILED: {o.error}" if o.error else ""), flush=True))
     runs = store.runs(status="done")
     print(report(store))
     print()
-    print(time_to_target_table(store, runs, args.targets))
+    print(time_to_target_table(store, runs, args.targets or spec.targets))
+    print()
+    print(step_overhead(store, runs))
+
+
+def step_overhead(store: ResultStore, runs: list) -> str:
+    """Per online strategy: seconds of selection (scoring the n_B candidates, sampling) and of training per
+    step, and selection's share of the step, mean over seeds."""
+    groups: dict[tuple[str, str], list] = {}
+    for run in runs:
+        if run.steps and run.config.strategy != "full":
+            groups.setdefault((setting_label(run.config.setting_key), run.config.method_label), []).append(run)
+    rows = []
+    for (setting, method), rs in sorted(groups.items()):
+        select = statistics.fmean((r.selection_s or 0.0) / r.steps for r in rs)
+        train = statistics.fmean((r.training_s or 0.0) / r.steps for r in rs)
+        rows.append([setting, method, len(rs), f"{1000 * select:.2f}", f"{1000 * train:.2f}",
+                     f"{100 * select / (select + train):.1f}%"])
+    return tabulate(rows, headers=["setting", "method", "seeds", "selection ms/step", "training ms/step",
+                                   "selection share of step"], tablefmt="github", disable_numparse=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ random-subset, forgetting, EL2N and GraNd over seeds. Transfer: coresets for an 
 MLP proxy (same architecture) against ones scored by the LeNet proxy (transferred). Proxy runs are made
 once per seed and cached beside the store; finished runs are read back.
 
-    .venv/bin/python benchmarks/static_coresets.py [--sizes 0.01 0.05 0.1 0.3] [--seeds 0 1 2]
+The runs are those of the ``sizes`` preset (``coreselect bench --preset sizes`` makes the same runs into the
+same store); this script prints them as the two tables.
+
+    .venv/bin/python benchmarks/static_coresets.py [--seeds 0 1 2] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -17,19 +20,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from coreselect.experiments import ResultStore, RunConfig, run_experiment
-
-METHODS = ("ltc", "random-subset", "forgetting", "el2n", "grand")
-
-
-def run(store: ResultStore, seed: int, strategy: str, budget: float, model: str, epochs: int,
-        params: dict | None = None) -> float:
-    config = RunConfig.create(dataset="fashion-mnist", model=model, strategy=strategy, seed=seed, val_fraction=0.1,
-                              params=params or {}, train={"epochs": epochs, "budget": budget})
-    result = run_experiment(config, store, progress_bar=False)
-    print(f"{model} {config.method_label} size {budget:g} seed {seed}: {100 * (result.test_accuracy or 0):.2f}%",
-          flush=True)
-    return 100 * (result.test_accuracy or 0.0)
+from coreselect.experiments import ResultStore
+from coreselect.experiments.grid import expand, load_preset, run_grid
 
 
 def table(results: dict[tuple, list[float]], rows: list, columns: list, row_name: str) -> str:
@@ -46,30 +38,35 @@ def table(results: dict[tuple, list[float]], rows: list, columns: list, row_name
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.3])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--transfer-size", type=float, default=0.1)
-    parser.add_argument("--store", type=Path, default=Path("runs/static.db"))
+    parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the preset's)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    parser.add_argument("--store", type=Path, default=None, help="results store (default: the preset's)")
     args = parser.parse_args()
-    store = ResultStore(args.store)
+    spec = load_preset("sizes")
+    store = ResultStore(args.store or spec.store)
+    planned = [r for r in expand(spec) if args.seeds is None or r.config.seed in args.seeds]
+    outcomes = run_grid(planned, store, jobs=args.jobs, on_outcome=lambda o: print(
+        f"{o.run.config.model} {o.run.config.method_label} size {o.run.config.train.budget:g} "
+        f"seed {o.run.config.seed}: {100 * (o.test_accuracy or 0):.2f}%" + (f" FAILED: {o.error}" if o.error else ""),
+        flush=True))
     sweep: dict[tuple, list[float]] = defaultdict(list)
     transfer: dict[tuple, list[float]] = defaultdict(list)
-    for seed in args.seeds:
-        for size in args.sizes:
-            for method in args.methods:
-                sweep[(method, size)].append(run(store, seed, method, size, "lenet", args.epochs))
-        transfer[("random-subset", "same (mlp)")].append(run(store, seed, "random-subset", args.transfer_size,
-                                                             "mlp", args.epochs))
-        for method in [m for m in args.methods if m != "random-subset"]:
-            for proxy in ("mlp", "lenet"):
-                acc = run(store, seed, method, args.transfer_size, "mlp", args.epochs, {"proxy_model": proxy})
-                transfer[(method, "same (mlp)" if proxy == "mlp" else "transferred (lenet)")].append(acc)
+    for o in outcomes:
+        if o.test_accuracy is None:
+            continue
+        c, accuracy = o.run.config, 100 * o.test_accuracy
+        if c.model == "lenet":
+            sweep[(c.strategy, c.train.budget)].append(accuracy)
+        elif c.params.get("proxy_model") == "lenet":
+            transfer[(c.strategy, "transferred (lenet)")].append(accuracy)
+        else:
+            transfer[(c.strategy, "same (mlp)")].append(accuracy)
+    methods = list(dict.fromkeys(c for c, _ in sweep))
+    sizes = sorted({b for _, b in sweep})
     print("\nTest accuracy (%) of LeNet trained on the coreset, by coreset size (mean ± std over seeds):")
-    print(table(sweep, args.methods, args.sizes, "method"))
-    print(f"\nMLP target at size {args.transfer_size:g}: coreset scored by an MLP proxy against a LeNet proxy:")
-    print(table(transfer, args.methods, ["same (mlp)", "transferred (lenet)"], "method"))
+    print(table(sweep, methods, sizes, "method"))
+    print("\nMLP target: coreset scored by an MLP proxy against a LeNet proxy:")
+    print(table(transfer, methods, ["same (mlp)", "transferred (lenet)"], "method"))
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def report(
     ] = None,
     relative: Annotated[bool, typer.Option(help="targets are fractions of the full-data accuracy")] = False,
     out: Annotated[
-        Path | None, typer.Option(help="also write the report (report.md) and its figures into this folder")
+        Path | None, typer.Option(help="also write the report (report.md, report.html, plots) into this folder")
     ] = None,
 ) -> None:
     """Print accuracy, relative error against full data, wall-clock and speed-up from the store."""
@@ -123,18 +123,73 @@ def report(
         sections.append("Epochs to target accuracy (mean over the seeds that reached it):\n"
                         + time_to_target_table(results, results.runs(status="done"), target, relative=relative,
                                                tablefmt=fmt))
-    text = "\n\n".join(sections)
-    typer.echo(text)
+    typer.echo("\n\n".join(sections))
     if out is not None:
-        from coreselect.experiments.alignment import store_alignment_figure
+        from coreselect.experiments.report_page import write_report
 
-        out.mkdir(parents=True, exist_ok=True)
-        figure = store_alignment_figure(results, out / "ltc_alignment.png")
-        if figure is not None:
-            text += ("\n\nLTC: validation examples, the training examples whose loss trajectories move most with "
-                     f"theirs and most against them, and their loss curves:\n\n![LTC alignment]({figure.name})")
-        (out / "report.md").write_text(text + "\n")
-        typer.echo(f"\nwrote {out / 'report.md'}" + (f" and {figure}" if figure is not None else ""))
+        written = write_report(results, out, targets=target or [], relative=relative)
+        typer.echo(f"\nwrote {', '.join(str(p) for p in written)}")
+
+
+@app.command()
+def bench(
+    preset: Annotated[
+        str | None, typer.Option(help="a shipped benchmark: demo, crest-table, noise, online, sizes")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="a benchmark file (.toml / .yaml) declaring grids")] = None,
+    store: Annotated[Path | None, typer.Option(help=f"{STORE_HELP} (default: the benchmark's own)")] = None,
+    jobs: Annotated[int, typer.Option(help="runs in parallel processes (the CPU threads are shared out)")] = 1,
+    seeds: Annotated[list[int] | None, typer.Option("--seed", help="run only these seeds (repeatable)")] = None,
+    out: Annotated[Path | None, typer.Option(help="report folder (default: next to the store)")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+    dry_run: Annotated[bool, typer.Option(help="list the runs and whether they are done, run nothing")] = False,
+) -> None:
+    """Run a benchmark grid (finished runs are read back: a killed benchmark resumes), then write its report."""
+    from tqdm import tqdm
+
+    from coreselect.experiments import ResultStore
+    from coreselect.experiments.grid import RunOutcome, expand, load_bench_file, load_preset, run_grid
+    from coreselect.experiments.report_page import write_report
+
+    if (preset is None) == (config is None):
+        raise InvalidInputError("name a benchmark: --preset NAME or --config FILE (one of them)")
+    spec = load_preset(preset) if preset is not None else load_bench_file(config)  # type: ignore[arg-type]
+    if seeds:
+        spec = spec.model_copy(update={"grids": [g.model_copy(update={"seeds": seeds}) for g in spec.grids]})
+    results = ResultStore(store or Path(spec.store or "runs/bench.db"))
+    planned = expand(spec)
+    if dry_run:
+        rows = []
+        for run in planned:
+            stored = results.get(run.config.run_id)
+            rows.append([run.config.method_label, run.config.model, f"{run.config.train.budget:g}",
+                         run.config.label_noise, run.config.imbalance, run.config.seed,
+                         stored.status if stored else "to do"])
+        typer.echo(tabulate(rows, headers=["method", "model", "budget", "noise", "imbalance", "seed", "status"],
+                            tablefmt="github"))
+        return
+    failures: list[RunOutcome] = []
+    with tqdm(total=len(planned), desc=f"benchmark ({results.path.name})", unit="run", dynamic_ncols=True) as bar:
+
+        def progress(outcome: RunOutcome) -> None:
+            if outcome.error is not None:
+                failures.append(outcome)
+            c = outcome.run.config
+            state = "already done" if outcome.skipped else "failed" if outcome.error else "done"
+            bar.set_postfix_str(f"{c.method_label} b={c.train.budget:g} s={c.seed}: {state}")
+            bar.update()
+
+        outcomes = run_grid(planned, results, jobs=jobs, device=device, on_outcome=progress)
+    skipped = sum(o.skipped for o in outcomes)
+    typer.echo(f"{len(outcomes) - skipped} runs made, {skipped} already in {results.path}, {len(failures)} failed")
+    for failure in failures:
+        typer.echo(f"failed: {failure.run.config.method_label} seed {failure.run.config.seed}: {failure.error}",
+                   err=True)
+    folder = out or results.path.parent / f"{results.path.stem}_report"
+    written = write_report(results, folder, targets=spec.targets)
+    typer.echo(f"report: {', '.join(str(p) for p in written)}")
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -2,7 +2,8 @@
 
 Relative error against full data is ``(acc_full − acc) / acc_full`` in percent, computed per seed
 against the mean accuracy of the ``full`` runs of the same setting (CREST's Table 1 convention).
-Speed-up is the full run's mean selection + training wall-clock over the method's.
+Speed-up is the full run's mean cost over the method's, the cost being selection + training wall-clock plus,
+for strategies scored by proxy runs (static coresets, irreducible-loss models), the seconds of those runs.
 """
 
 from __future__ import annotations
@@ -44,13 +45,16 @@ def _std(values: list[float]) -> float:
 
 
 def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = None,
-              noisy_shares: dict[str, float] | None = None) -> list[MethodSummary]:
+              noisy_shares: dict[str, float] | None = None,
+              proxy_seconds: dict[str, float] | None = None) -> list[MethodSummary]:
     """One row per (setting, method, budget) over the finished runs, references first.
 
     ``gradient_errors`` maps run ids to their mean relative gradient error (see :func:`gradient_errors`),
-    ``noisy_shares`` to the mean share of corrupted labels in their selections (:func:`noisy_shares`).
+    ``noisy_shares`` to the mean share of corrupted labels in their selections (:func:`noisy_shares`),
+    ``proxy_seconds`` to the seconds of the proxy runs they scored with (:func:`proxy_seconds`), which count
+    in their cost and speed-up.
     """
-    gradient_errors, noisy_shares = gradient_errors or {}, noisy_shares or {}
+    gradient_errors, noisy_shares, proxy_seconds = gradient_errors or {}, noisy_shares or {}, proxy_seconds or {}
     groups: dict[str, dict[tuple[str, float], list[StoredRun]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         if run.status == "done" and run.test_accuracy is not None:
@@ -64,7 +68,7 @@ def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = 
         for (name, budget), rs in ordered:
             accs = [float(r.test_accuracy) for r in rs]  # type: ignore[arg-type]
             rel = [100.0 * (full_acc - a) / full_acc for a in accs] if full_acc else None
-            time_s = statistics.fmean(r.learning_s for r in rs)
+            time_s = statistics.fmean(r.learning_s + proxy_seconds.get(r.run_id, 0.0) for r in rs)
             selection = statistics.fmean(r.selection_s or 0.0 for r in rs)
             errors = [gradient_errors[r.run_id] for r in rs if r.run_id in gradient_errors]
             noisy = [noisy_shares[r.run_id] for r in rs if r.run_id in noisy_shares]
@@ -88,7 +92,8 @@ def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = 
 
 def format_table(rows: list[MethodSummary], tablefmt: str = "github") -> str:
     """The summary as a text table (any ``tabulate`` format)."""
-    headers = ["dataset", "model", "epochs", "noise", "method", "budget", "seeds", "test acc (%)",
+    with_imbalance = any(r.setting.get("imbalance", 1.0) != 1.0 for r in rows)
+    headers = [*_setting_headers(with_imbalance), "method", "budget", "seeds", "test acc (%)",
                "rel. error (%)", "time (s)", "selection", "speed-up"]
     with_gradient_error = any(r.gradient_error is not None for r in rows)
     if with_gradient_error:
@@ -98,12 +103,11 @@ def format_table(rows: list[MethodSummary], tablefmt: str = "github") -> str:
         headers.append("noisy selected")
     table = []
     for r in rows:
-        s = r.setting
         rel = "—"
         if r.relative_error_mean is not None:  # rounded first so that a tiny negative prints as 0.00
             rel = f"{round(r.relative_error_mean, 2) + 0.0:.2f} ± {r.relative_error_std:.2f}"
         table.append([
-            s["dataset"], s["model"], s["train"]["epochs"], f"{s['label_noise']:g}", r.method, f"{r.budget:g}",
+            *_setting_cells(r.setting, with_imbalance), r.method, f"{r.budget:g}",
             r.seeds, f"{100 * r.accuracy_mean:.2f} ± {100 * r.accuracy_std:.2f}", rel, f"{r.time_s:.1f}",
             f"{100 * r.selection_share:.1f}%", "—" if r.speedup is None else f"{r.speedup:.2f}×",
         ])
@@ -121,6 +125,16 @@ def gradient_errors(store: ResultStore, runs: list[StoredRun]) -> dict[str, floa
         values = [e.extras[RELATIVE] for e in store.evaluations(run.run_id) if RELATIVE in e.extras]
         if values:
             out[run.run_id] = statistics.fmean(values)
+    return out
+
+
+def proxy_seconds(store: ResultStore, runs: list[StoredRun]) -> dict[str, float]:
+    """Seconds of the proxy runs each run's strategy scored with (static coresets, holdout models), if any."""
+    out = {}
+    for run in runs:
+        history = store.evaluations(run.run_id)
+        if history and "proxy_s" in history[-1].extras:
+            out[run.run_id] = float(history[-1].extras["proxy_s"])
     return out
 
 
@@ -165,6 +179,7 @@ def time_to_target_table(store: ResultStore, runs: list[StoredRun], targets: lis
             reference[r.config.setting_key].append(r.test_accuracy or 0.0)
     full_acc = {k: statistics.fmean(v) for k, v in reference.items()}
     table = []
+    with_imbalance = any(r.config.imbalance != 1.0 for r in runs)
     for (setting_key, method, budget), rs in _method_groups(runs).items():
         cells = []
         for target in targets:
@@ -173,10 +188,10 @@ def time_to_target_table(store: ResultStore, runs: list[StoredRun], targets: lis
             cells.append("never" if not reached else
                          f"{statistics.fmean(t.epochs for t in reached):.1f} ({len(reached)}/{len(rs)})")
         accs = [100 * (r.test_accuracy or 0.0) for r in rs]
-        table.append([*_setting_cells(setting_key), method, f"{budget:g}", len(rs),
+        table.append([*_setting_cells(json.loads(setting_key), with_imbalance), method, f"{budget:g}", len(rs),
                       f"{statistics.fmean(accs):.2f} ± {_std(accs):.2f}", *cells])
     names = [f"{100 * t:g}% of full" if relative else f"{100 * t:g}%" for t in targets]
-    headers = ["dataset", "model", "epochs", "noise", "method", "budget", "seeds", "final acc (%)",
+    headers = [*_setting_headers(with_imbalance), "method", "budget", "seeds", "final acc (%)",
                *(f"epochs to {n} (seeds)" for n in names)]
     return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
@@ -188,9 +203,26 @@ def _method_groups(runs: list[StoredRun]) -> dict[tuple[str, str, float], list[S
     return groups
 
 
-def _setting_cells(setting_key: str) -> list[str]:
-    s = json.loads(setting_key)
-    return [s["dataset"], s["model"], str(s["train"]["epochs"]), f"{s['label_noise']:g}"]
+def _setting_headers(with_imbalance: bool) -> list[str]:
+    return ["dataset", "model", "epochs", "noise", *(["imbalance"] if with_imbalance else [])]
+
+
+def _setting_cells(setting: dict, with_imbalance: bool = False) -> list[str]:
+    cells = [setting["dataset"], setting["model"], str(setting["train"]["epochs"]), f"{setting['label_noise']:g}"]
+    return [*cells, f"{setting.get('imbalance', 1.0):g}"] if with_imbalance else cells
+
+
+def setting_label(setting: str | dict) -> str:
+    """A setting in a few words: dataset / model / epochs, then noise, imbalance and holdout when present."""
+    s = json.loads(setting) if isinstance(setting, str) else setting
+    parts = [s["dataset"], s["model"], f"{s['train']['epochs']} epochs"]
+    if s.get("label_noise", 0.0) > 0:
+        parts.append(f"{100 * s['label_noise']:g}% {s.get('noise_kind', 'symmetric')} noise")
+    if s.get("imbalance", 1.0) != 1.0:
+        parts.append(f"imbalance {s['imbalance']:g}")
+    if s.get("holdout_fraction", 0.0) > 0:
+        parts.append(f"holdout {s['holdout_fraction']:g}")
+    return " · ".join(parts)
 
 
 def instrumentation_table(store: ResultStore, runs: list[StoredRun], tablefmt: str = "github") -> str | None:
@@ -206,12 +238,13 @@ def instrumentation_table(store: ResultStore, runs: list[StoredRun], tablefmt: s
     if not finals:
         return None
     keys = sorted({k for extras in finals.values() for k in extras})
+    with_imbalance = any(r.config.imbalance != 1.0 for r in runs)
     table = []
     for (setting_key, method, budget), rs in _method_groups([r for r in runs if r.run_id in finals]).items():
         cells = [statistics.fmean(finals[r.run_id].get(k, float("nan")) for r in rs) for k in keys]
-        table.append([*_setting_cells(setting_key), method, f"{budget:g}", len(rs),
+        table.append([*_setting_cells(json.loads(setting_key), with_imbalance), method, f"{budget:g}", len(rs),
                       f"{statistics.fmean(r.training_s or 0.0 for r in rs):.1f}", *(f"{c:.6g}" for c in cells)])
-    headers = ["dataset", "model", "epochs", "noise", "method", "budget", "seeds", "training_s", *keys]
+    headers = [*_setting_headers(with_imbalance), "method", "budget", "seeds", "training_s", *keys]
     return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
@@ -245,13 +278,14 @@ def forgetting_table(store: ResultStore, runs: list[StoredRun], parts: int = 4,
     if not per_run:
         return None
     table = []
+    with_imbalance = any(r.config.imbalance != 1.0 for r in runs)
     for (setting_key, method, budget), rs in _method_groups([r for r in runs if r.run_id in per_run]).items():
         full = [r for r in runs if r.config.method_label == REFERENCE and r.config.setting_key == setting_key]
         all_mean = statistics.fmean(float(store.example_scores(f.run_id, FORGETTING).nanmean()) for f in full)
         spans = [statistics.fmean(per_run[r.run_id][i] for r in rs) for i in range(parts)]
-        table.append([*_setting_cells(setting_key), method, f"{budget:g}", len(rs), f"{all_mean:.3f}",
-                      *("—" if math.isnan(v) else f"{v:.3f}" for v in spans)])
-    headers = ["dataset", "model", "epochs", "noise", "method", "budget", "seeds", "all examples",
+        table.append([*_setting_cells(json.loads(setting_key), with_imbalance), method, f"{budget:g}", len(rs),
+                      f"{all_mean:.3f}", *("—" if math.isnan(v) else f"{v:.3f}" for v in spans)])
+    headers = [*_setting_headers(with_imbalance), "method", "budget", "seeds", "all examples",
                *(f"part {i + 1}/{parts}" for i in range(parts))]
     return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
@@ -259,7 +293,7 @@ def forgetting_table(store: ResultStore, runs: list[StoredRun], parts: int = 4,
 def report(store: ResultStore, tablefmt: str = "github") -> str:
     """The comparison table, then the strategies' instrumentation and the hardness of their selections."""
     runs = store.runs(status="done")
-    rows = summarise(runs, gradient_errors(store, runs), noisy_shares(store, runs))
+    rows = summarise(runs, gradient_errors(store, runs), noisy_shares(store, runs), proxy_seconds(store, runs))
     if not rows:
         return f"no finished runs in {store.path}; run `coreselect train ... --store {store.path}` first"
     sections = [format_table(rows, tablefmt)]

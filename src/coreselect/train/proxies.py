@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from torch import nn
 
 from coreselect.data.dataset import InMemoryDataset
@@ -49,10 +50,18 @@ def run_proxy(request: ProxyRequest, make_model: Callable[[], nn.Module], train:
     (full data, one evaluation point; its epochs unless the request names some).
     """
     folder = Path(folder)
-    done = folder / "record.json"
-    if done.is_file():
-        return _load(folder, request, json.loads(done.read_text())["seconds"], train, val)
     folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / ".lock"):  # parallel runs of a benchmark wait for the one making the proxy
+        done = folder / "record.json"
+        if done.is_file():
+            return _load(folder, request, json.loads(done.read_text())["seconds"], train, val)
+        return _make(request, make_model, train, val, folder=folder, seed=seed, config=config, device=device,
+                     holdout=holdout)
+
+
+def _make(request: ProxyRequest, make_model: Callable[[], nn.Module], train: InMemoryDataset,
+          val: InMemoryDataset | None, *, folder: Path, seed: int, config: TrainConfig | None,
+          device: str | torch.device, holdout: InMemoryDataset | None) -> ProxyRecord:
     recipe = config or TrainConfig()
     recipe = recipe.model_copy(update={"epochs": request.epochs or recipe.epochs, "budget": 1.0, "eval_points": 1})
     start = time.perf_counter()
@@ -86,7 +95,7 @@ def run_proxy(request: ProxyRequest, make_model: Callable[[], nn.Module], train:
             grand += last_layer_gradient_norms(e, out.features.float()).cpu() / request.runs
         torch.save({"el2n": el2n, "grand": grand}, folder / "scores.pt")
     seconds = time.perf_counter() - start
-    done.write_text(json.dumps({"seconds": seconds}))
+    (folder / "record.json").write_text(json.dumps({"seconds": seconds}))
     return _load(folder, request, seconds, train, val)
 
 

@@ -1,0 +1,156 @@
+"""The report's plots, computed from the results store (matplotlib, drawn off-screen).
+
+Every figure has one panel per setting (dataset, model, epochs, noise, imbalance): methods are only
+compared within a setting. Curves show the mean over seeds with a band of ± one standard deviation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from coreselect.experiments.report import MethodSummary, setting_label
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from coreselect.experiments.store import ResultStore, StoredRun
+
+Axis = Literal["time", "examples"]
+
+
+def _panels(count: int, *, width: float = 5.2, height: float = 3.6) -> tuple[Figure, list[Axes]]:
+    from matplotlib.figure import Figure
+
+    columns = min(count, 3)
+    rows = -(-count // columns)
+    figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel().tolist()
+    for extra in axes[count:]:
+        extra.set_visible(False)
+    return figure, axes[:count]
+
+
+def _by_setting(runs: list[StoredRun]) -> dict[str, dict[str, list[StoredRun]]]:
+    groups: dict[str, dict[str, list[StoredRun]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        label = run.config.method_label
+        if run.config.strategy != "full":
+            label += f" b={run.config.train.budget:g}"
+        groups[run.config.setting_key][label].append(run)
+    return groups
+
+
+def learning_curves(store: ResultStore, runs: list[StoredRun], x: Axis,
+                    extra_seconds: dict[str, float] | None = None) -> Figure | None:
+    """Test accuracy against selection + training seconds (``x="time"``; ``extra_seconds`` per run, e.g. proxy
+    runs, shift a curve's start) or against back-propagated examples (``x="examples"``)."""
+    groups = _by_setting(runs)
+    if not groups:
+        return None
+    extra_seconds = extra_seconds or {}
+    figure, axes = _panels(len(groups))
+    for axis, (setting_key, methods) in zip(axes, sorted(groups.items()), strict=True):
+        for label, rs in sorted(methods.items()):
+            histories = [store.evaluations(r.run_id) for r in rs]
+            points = min(len(h) for h in histories)
+            if points == 0:
+                continue
+            xs = np.array([[(e.selection_s + e.training_s + extra_seconds.get(r.run_id, 0.0)) if x == "time"
+                            else e.examples for e in h[:points]] for r, h in zip(rs, histories, strict=True)])
+            ys = 100 * np.array([[e.test_accuracy for e in h[:points]] for h in histories])
+            mean_x, mean_y, std_y = xs.mean(0), ys.mean(0), ys.std(0)
+            (line,) = axis.plot(mean_x, mean_y, marker=".", markersize=3, linewidth=1.2, label=label)
+            axis.fill_between(mean_x, mean_y - std_y, mean_y + std_y, color=line.get_color(), alpha=0.15)
+        axis.set_title(setting_label(setting_key), fontsize=8)
+        axis.set_xlabel("selection + training wall-clock (s)" if x == "time" else "back-propagated examples")
+        if x == "time":
+            axis.set_xscale("log")
+        axis.set_ylabel("test accuracy (%)")
+        _clip_low(axis)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6, loc="lower right")
+    return figure
+
+
+def _clip_low(axis: Axes) -> None:
+    """Keep the interesting top of the accuracy axis in view when a diverged run drags the lower limit down."""
+    low, high = axis.get_ylim()
+    axis.set_ylim(max(low, high - 45), high)
+
+
+def summary_bars(rows: list[MethodSummary], field: str, xlabel: str, *, percent: bool = False,
+                 with_std: str | None = None) -> Figure | None:
+    """Horizontal bars of one :class:`MethodSummary` field per method, a panel per setting; methods without a
+    value (e.g. the reference's relative error) are left out."""
+    groups: dict[str, list[MethodSummary]] = defaultdict(list)
+    for row in rows:
+        if getattr(row, field) is not None:
+            groups[json.dumps(row.setting, sort_keys=True)].append(row)
+    if not groups:
+        return None
+    figure, axes = _panels(len(groups), height=0.5 + 0.28 * max(len(g) for g in groups.values()))
+    scale = 100.0 if percent else 1.0
+    for axis, (setting_key, members) in zip(axes, sorted(groups.items()), strict=True):
+        labels = [m.method if m.method == "full" else f"{m.method} b={m.budget:g}" for m in members]
+        values = [scale * getattr(m, field) for m in members]
+        errors = [scale * (getattr(m, with_std) or 0.0) for m in members] if with_std else None
+        positions = np.arange(len(members))
+        axis.barh(positions, values, xerr=errors, color="tab:blue", alpha=0.75, capsize=2)
+        axis.set_yticks(positions, labels, fontsize=7)
+        axis.invert_yaxis()
+        axis.set_title(setting_label(setting_key), fontsize=8)
+        axis.set_xlabel(xlabel)
+        axis.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def class_balance(store: ResultStore, runs: list[StoredRun]) -> Figure | None:
+    """Share of each class among the examples a method selected (all rounds, all seeds), beside the class
+    shares of the training set, a panel per setting; methods that store no selections are left out."""
+    from matplotlib import colormaps
+
+    from coreselect.experiments.runner import load_splits
+
+    targets_of: dict[tuple[str, int], np.ndarray] = {}
+    shares: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        selections = store.selections(run.run_id)
+        key = (run.config.setting_key, run.config.seed)
+        if not selections and run.config.strategy != "full":
+            continue
+        if key not in targets_of:
+            targets_of[key] = load_splits(run.config).train.targets.cpu().numpy()
+        targets = targets_of[key]
+        classes = int(targets.max()) + 1
+        if run.config.strategy == "full":
+            counts = np.bincount(targets, minlength=classes)
+            label = "training set"
+        else:
+            indices = np.concatenate([np.asarray(s["indices"]) for s in selections])
+            counts = np.bincount(targets[indices], minlength=classes)
+            label = f"{run.config.method_label} b={run.config.train.budget:g}"
+        shares[run.config.setting_key][label].append(counts / max(counts.sum(), 1))
+    if not shares:
+        return None
+    figure, axes = _panels(len(shares), height=0.6 + 0.28 * max(len(m) for m in shares.values()))
+    for axis, (setting_key, methods) in zip(axes, sorted(shares.items()), strict=True):
+        labels = sorted(methods, key=lambda name: (name != "training set", name))
+        mean = np.array([np.mean(methods[name], axis=0) for name in labels])
+        left = np.zeros(len(labels))
+        colours = [colormaps["tab10"](c % 10) for c in range(mean.shape[1])]
+        for c in range(mean.shape[1]):
+            axis.barh(np.arange(len(labels)), 100 * mean[:, c], left=left, color=colours[c], label=str(c))
+            left += 100 * mean[:, c]
+        axis.set_yticks(np.arange(len(labels)), labels, fontsize=7)
+        axis.invert_yaxis()
+        axis.set_xlim(0, 100)
+        axis.set_xlabel("share of the selected examples by class (%)")
+        axis.set_title(setting_label(setting_key), fontsize=8)
+        axis.legend(fontsize=6, ncols=min(mean.shape[1], 10), loc="upper center", bbox_to_anchor=(0.5, -0.25),
+                    title="class", title_fontsize=6)
+    return figure

@@ -1,0 +1,197 @@
+"""The benchmark harness: grid files and presets expand to the runs they declare, bad files get clear
+errors, a killed ``coreselect bench`` finishes only the missing runs, and the report page renders in
+headless Chromium with every plot and table present."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from coreselect.errors import InvalidInputError, UnknownNameError
+from coreselect.experiments import ResultStore, RunConfig
+from coreselect.experiments.grid import expand, load_bench_file, load_preset, preset_names, run_grid
+from coreselect.experiments.report_page import write_report
+from test_cli import assert_one_line_error, cli
+
+
+def _grid_file(path: Path, root: Path, *, strategies: str, seeds: str = "[0, 1]", budgets: str = "[0.2, 0.5]",
+               extra: str = "") -> Path:
+    path.write_text(f"""
+description = "a small grid"
+[[grids]]
+datasets = ["npz"]
+data_root = "{root}"
+models = ["mlp"]
+strategies = {strategies}
+budgets = {budgets}
+seeds = {seeds}
+train = {{ epochs = 3, batch_size = 32, eval_points = 3 }}
+{extra}
+""")
+    return path
+
+
+def test_grid_expands_to_the_cross_product_with_one_full_run_per_setting(npz_root: Path, tmp_path: Path) -> None:
+    spec = load_bench_file(_grid_file(tmp_path / "grid.toml", npz_root,
+                                      strategies='["full", "random", {name = "crest", params = {check_thresh = 0.3}}]',
+                                      extra="label_noise = [0.0, 0.2]"))
+    runs = expand(spec)
+    # per noise level and seed: one full run (budget forced to 1) + 2 budgets × 2 strategies
+    assert len(runs) == 2 * 2 * (1 + 2 * 2)
+    assert len({r.config.run_id for r in runs}) == len(runs)
+    assert sum(r.config.strategy == "full" for r in runs) == 4
+    crest = [r.config for r in runs if r.config.strategy == "crest"]
+    assert all(c.params == {"check_thresh": 0.3} for c in crest)
+    assert {(c.label_noise, c.seed, c.train.budget) for c in crest} == {
+        (n, s, b) for n in (0.0, 0.2) for s in (0, 1) for b in (0.2, 0.5)}
+    same = RunConfig.create(dataset="npz", data_root=str(npz_root), model="mlp", strategy="random", seed=1,
+                            label_noise=0.2, train={"epochs": 3, "batch_size": 32, "eval_points": 3, "budget": 0.5})
+    assert same.run_id in {r.config.run_id for r in runs}  # the same identity as `coreselect train` would give
+    yaml_file = tmp_path / "grid.yaml"
+    yaml_file.write_text(json.dumps(spec.model_dump(mode="json")))  # JSON is YAML
+    assert [r.config.run_id for r in expand(load_bench_file(yaml_file))] == [r.config.run_id for r in runs]
+
+
+def test_bad_grid_files_get_clear_errors(npz_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="budgetz"):
+        load_bench_file(_grid_file(tmp_path / "a.toml", npz_root, strategies='["random"]', extra="budgetz = [1]"))
+    with pytest.raises(UnknownNameError, match=r"valid names: .*random-subset"):
+        expand(load_bench_file(_grid_file(tmp_path / "b.toml", npz_root, strategies='["randon"]')))
+    with pytest.raises(InvalidInputError, match="budget"):
+        expand(load_bench_file(_grid_file(tmp_path / "c.toml", npz_root, strategies='["random"]', budgets="[1.5]")))
+    (tmp_path / "d.toml").write_text("grids = [")
+    with pytest.raises(InvalidInputError, match="not valid TOML"):
+        load_bench_file(tmp_path / "d.toml")
+    with pytest.raises(InvalidInputError, match="--preset"):
+        load_bench_file(tmp_path / "missing.toml")
+    with pytest.raises(UnknownNameError, match="crest-table"):
+        load_preset("crest")
+    assert_one_line_error(cli("bench", "--preset", "nope"), "unknown preset", "sizes")
+    assert_one_line_error(cli("bench"), "--preset NAME or --config FILE")
+
+
+def test_presets_are_valid_and_demo_runs_every_strategy() -> None:
+    from coreselect.strategies import STRATEGIES
+
+    assert set(preset_names()) >= {"demo", "crest-table", "noise", "online", "sizes"}
+    for name in preset_names():
+        assert expand(load_preset(name)), name
+    demo = {r.config.strategy for r in expand(load_preset("demo"))}
+    assert demo == set(STRATEGIES)
+    assert {r.config.seed for r in expand(load_preset("crest-table"))} == {0, 1, 2}
+
+
+def test_parallel_jobs_give_the_same_runs(npz_root: Path, tmp_path: Path) -> None:
+    spec = load_bench_file(_grid_file(tmp_path / "g.toml", npz_root, strategies='["full", "random", "forgetting"]',
+                                      seeds="[0]", extra="val_fraction = 0.2"))
+    runs = expand(spec)
+    serial, parallel = ResultStore(tmp_path / "serial.db"), ResultStore(tmp_path / "parallel.db")
+    assert all(o.error is None for o in run_grid(runs, serial, jobs=1))
+    outcomes = run_grid(runs, parallel, jobs=2)
+    assert all(o.error is None and not o.skipped for o in outcomes)
+    # two forgetting runs (two budgets) share one proxy, made once while the other waited for it
+    assert len(list((tmp_path / "parallel.db.proxies").iterdir())) == 1
+    for run in runs:
+        a, b = serial.get(run.config.run_id), parallel.get(run.config.run_id)
+        assert a is not None and b is not None and a.status == b.status == "done"
+        assert a.test_accuracy == pytest.approx(b.test_accuracy, abs=1e-6)
+        assert [s["indices"].tolist() for s in serial.selections(a.run_id)] == [
+            s["indices"].tolist() for s in parallel.selections(b.run_id)]
+    assert all(o.skipped for o in run_grid(runs, parallel, jobs=2))
+
+
+def test_killed_bench_finishes_only_the_missing_runs(npz_root: Path, tmp_path: Path) -> None:
+    grid = _grid_file(tmp_path / "grid.toml", npz_root, strategies='["full", "random", "random-subset"]',
+                      seeds="[0, 1, 2]")
+    store_path = tmp_path / "bench.db"
+    command = [sys.executable, "-m", "coreselect", "bench", "--config", str(grid), "--store", str(store_path),
+               "--out", str(tmp_path / "report")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    store = ResultStore(store_path)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if store_path.is_file() and len(store.runs(status="done")) >= 3:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the benchmark ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before = {r.run_id: r for r in store.runs(status="done")}
+    total = len(expand(load_bench_file(grid)))
+    assert 3 <= len(finished_before) < total
+    again = cli("bench", "--config", str(grid), "--store", str(store_path), "--out", str(tmp_path / "report"))
+    assert again.returncode == 0, again.stderr
+    assert f"{total - len(finished_before)} runs made, {len(finished_before)} already in" in again.stdout
+    after = {r.run_id: r for r in store.runs(status="done")}
+    assert len(after) == total
+    for run_id, run in finished_before.items():  # not trained again: same stored results
+        assert after[run_id].training_s == run.training_s and after[run_id].test_accuracy == run.test_accuracy
+    assert (tmp_path / "report" / "report.html").is_file()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Appended to a copy of the page: records whether every image decoded, then the test reads the DOM.
+IMAGE_CHECK = """<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const broken = images.filter(i => !i.complete || i.naturalWidth === 0).length;
+  document.body.setAttribute("data-images", images.length + "/" + broken);
+});
+</script></body>"""
+
+
+def _render(page: Path) -> tuple[str, str]:
+    """The DOM Chromium built from ``page`` after loading it, and its log (console messages included)."""
+    assert CHROMIUM is not None
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--enable-logging=stderr",
+         "--v=0", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout, result.stderr
+
+
+def _console_errors(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed (make test installs it)")
+def test_report_page_renders_in_headless_chromium(npz_root: Path, tmp_path: Path) -> None:
+    grid = _grid_file(tmp_path / "grid.toml", npz_root, strategies='["full", "random", "craig"]', seeds="[0, 1]",
+                      extra="label_noise = [0.2]")
+    store = ResultStore(tmp_path / "runs.db")
+    run_grid(expand(load_bench_file(grid)), store)
+    written = write_report(store, tmp_path / "report", targets=[0.5, 0.9])
+    page = written[1].read_text()
+    expected_plots = ["accuracy_vs_time", "accuracy_vs_examples", "relative_error", "speedup", "selection_share",
+                      "noisy_share", "class_balance"]
+    for name in expected_plots:
+        assert (tmp_path / "report" / f"{name}.png").is_file()
+    checked = tmp_path / "report" / "checked.html"
+    checked.write_text(page.replace("</body>", IMAGE_CHECK))
+    dom, log = _render(checked)
+    assert _console_errors(log) == [], _console_errors(log)
+    titles = ["Comparison", "Accuracy against wall-clock", "Accuracy against back-propagated examples",
+              "Relative error against full data", "Speed-up including selection cost", "Selection time share",
+              "Noisy labels among the selected", "Class balance of the selections", "Time to target"]
+    for title in titles:
+        assert f"<h2>{title}</h2>" in dom, title
+    assert dom.count('class="report-plot"') == len(expected_plots)
+    assert f'data-images="{len(expected_plots)}/0"' in dom  # every plot decoded, none broken
+    assert dom.count("<table") >= 2 and "random" in dom and "craig" in dom
+    # the checks can fail: a broken image and a script error are caught
+    broken = tmp_path / "report" / "broken.html"
+    broken.write_text(page.replace("base64,", "base64,AAAA", 1).replace(
+        "</body>", "<script>undefinedFunction();</script>" + IMAGE_CHECK))
+    dom, log = _render(broken)
+    assert f'data-images="{len(expected_plots)}/1"' in dom
+    assert _console_errors(log), log[-2000:]
