@@ -21,7 +21,7 @@ import torch
 
 from coreselect.data import load_dataset, prepare_splits
 from coreselect.experiments import ResultStore
-from coreselect.experiments.grid import expand, load_preset, run_grid
+from coreselect.experiments.grid import run_preset
 from coreselect.experiments.report import report
 from coreselect.train.gradient_error import RELATIVE
 
@@ -72,12 +72,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--store", type=Path, default=None, help="results store (default: the preset's)")
     args = parser.parse_args()
-    spec = load_preset("noise")
-    store = ResultStore(args.store or spec.store)
-    planned = [r for r in expand(spec) if args.seeds is None or r.config.seed in args.seeds]
-    run_grid(planned, store, jobs=args.jobs, on_outcome=lambda o: print(
-        f"noise {o.run.config.label_noise:g} seed {o.run.config.seed} {o.run.config.method_label}: "
-        f"{100 * (o.test_accuracy or 0):.2f}%" + (f" FAILED: {o.error}" if o.error else ""), flush=True))
+    _, store, _ = run_preset("noise", seeds=args.seeds, jobs=args.jobs, store=args.store)
     print(report(store))
     print()
     print(weighted_noisy_shares(store))

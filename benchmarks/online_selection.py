@@ -20,7 +20,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from coreselect.experiments import ResultStore
-from coreselect.experiments.grid import expand, load_preset, run_grid
+from coreselect.experiments.grid import run_preset
 from coreselect.experiments.report import report, setting_label, time_to_target_table
 
 
@@ -31,12 +31,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--store", type=Path, default=None, help="results store (default: the preset's)")
     args = parser.parse_args()
-    spec = load_preset("online")
-    store = ResultStore(args.store or spec.store)
-    planned = [r for r in expand(spec) if args.seeds is None or r.config.seed in args.seeds]
-    run_grid(planned, store, jobs=args.jobs, on_outcome=lambda o: print(
-        f"{setting_label(o.run.config.setting_key)} seed {o.run.config.seed} {o.run.config.method_label}: "
-        f"{100 * (o.test_accuracy or 0):.2f}%" + (f" FAILED: {o.error}" if o.error else ""), flush=True))
+    spec, store, _ = run_preset("online", seeds=args.seeds, jobs=args.jobs, store=args.store)
     runs = store.runs(status="done")
     print(report(store))
     print()

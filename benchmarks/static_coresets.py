@@ -20,8 +20,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from coreselect.experiments import ResultStore
-from coreselect.experiments.grid import expand, load_preset, run_grid
+from coreselect.experiments.grid import run_preset
 
 
 def table(results: dict[tuple, list[float]], rows: list, columns: list, row_name: str) -> str:
@@ -42,13 +41,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--store", type=Path, default=None, help="results store (default: the preset's)")
     args = parser.parse_args()
-    spec = load_preset("sizes")
-    store = ResultStore(args.store or spec.store)
-    planned = [r for r in expand(spec) if args.seeds is None or r.config.seed in args.seeds]
-    outcomes = run_grid(planned, store, jobs=args.jobs, on_outcome=lambda o: print(
-        f"{o.run.config.model} {o.run.config.method_label} size {o.run.config.train.budget:g} "
-        f"seed {o.run.config.seed}: {100 * (o.test_accuracy or 0):.2f}%" + (f" FAILED: {o.error}" if o.error else ""),
-        flush=True))
+    _, _, outcomes = run_preset("sizes", seeds=args.seeds, jobs=args.jobs, store=args.store)
     sweep: dict[tuple, list[float]] = defaultdict(list)
     transfer: dict[tuple, list[float]] = defaultdict(list)
     for o in outcomes:

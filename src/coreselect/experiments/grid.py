@@ -225,3 +225,22 @@ def run_grid(runs: list[PlannedRun], store: ResultStore, *, jobs: int = 1, devic
                 accuracy, error = future.result()
                 record(RunOutcome(futures[future], accuracy, error))
     return outcomes
+
+
+def describe(outcome: RunOutcome) -> str:
+    """One line for a finished run: setting, seed, method, budget and test accuracy (or its error)."""
+    from coreselect.experiments.report import setting_label
+
+    c = outcome.run.config
+    state = f"FAILED: {outcome.error}" if outcome.error else f"{100 * (outcome.test_accuracy or 0.0):.2f}%"
+    return f"{setting_label(c.setting_key)} · seed {c.seed} · {c.method_label} b={c.train.budget:g}: {state}"
+
+
+def run_preset(name: str, *, seeds: list[int] | None = None, jobs: int = 1, store: str | Path | None = None,
+               echo: Callable[[str], None] = print) -> tuple[BenchSpec, ResultStore, list[RunOutcome]]:
+    """Run the named preset (only ``seeds`` if given) into ``store`` (default: the preset's), echoing each run."""
+    spec = load_preset(name)
+    results = ResultStore(store or spec.store or f"runs/{name}.db")
+    planned = [r for r in expand(spec) if seeds is None or r.config.seed in seeds]
+    outcomes = run_grid(planned, results, jobs=jobs, on_outcome=lambda o: echo(describe(o)))
+    return spec, results, outcomes
