@@ -26,7 +26,7 @@ Axis = Literal["time", "examples"]
 def _panels(count: int, *, width: float = 5.2, height: float = 3.6) -> tuple[Figure, list[Axes]]:
     from matplotlib.figure import Figure
 
-    columns = min(count, 3)
+    columns = min(count, 2 if width > 6 else 3)
     rows = -(-count // columns)
     figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel().tolist()
@@ -49,13 +49,16 @@ def learning_curves(store: ResultStore, runs: list[StoredRun], x: Axis,
                     extra_seconds: dict[str, float] | None = None) -> Figure | None:
     """Test accuracy against selection + training seconds (``x="time"``; ``extra_seconds`` per run, e.g. proxy
     runs, shift a curve's start) or against back-propagated examples (``x="examples"``)."""
+    from matplotlib import colormaps
+
     groups = _by_setting(runs)
     if not groups:
         return None
     extra_seconds = extra_seconds or {}
-    figure, axes = _panels(len(groups))
+    figure, axes = _panels(len(groups), width=7.0)
     for axis, (setting_key, methods) in zip(axes, sorted(groups.items()), strict=True):
-        for label, rs in sorted(methods.items()):
+        colours = colormaps["tab20" if len(methods) > 10 else "tab10"]
+        for index, (label, rs) in enumerate(sorted(methods.items())):
             histories = [store.evaluations(r.run_id) for r in rs]
             points = min(len(h) for h in histories)
             if points == 0:
@@ -64,8 +67,9 @@ def learning_curves(store: ResultStore, runs: list[StoredRun], x: Axis,
                             else e.examples for e in h[:points]] for r, h in zip(rs, histories, strict=True)])
             ys = 100 * np.array([[e.test_accuracy for e in h[:points]] for h in histories])
             mean_x, mean_y, std_y = xs.mean(0), ys.mean(0), ys.std(0)
-            (line,) = axis.plot(mean_x, mean_y, marker=".", markersize=3, linewidth=1.2, label=label)
-            axis.fill_between(mean_x, mean_y - std_y, mean_y + std_y, color=line.get_color(), alpha=0.15)
+            colour = colours(index % colours.N)
+            axis.plot(mean_x, mean_y, marker=".", markersize=3, linewidth=1.2, label=label, color=colour)
+            axis.fill_between(mean_x, mean_y - std_y, mean_y + std_y, color=colour, alpha=0.15)
         axis.set_title(setting_label(setting_key), fontsize=8)
         axis.set_xlabel("selection + training wall-clock (s)" if x == "time" else "back-propagated examples")
         if x == "time":
@@ -73,7 +77,7 @@ def learning_curves(store: ResultStore, runs: list[StoredRun], x: Axis,
         axis.set_ylabel("test accuracy (%)")
         _clip_low(axis)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=6, loc="lower right")
+        axis.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return figure
 
 

@@ -69,7 +69,7 @@ def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = 
             accs = [float(r.test_accuracy) for r in rs]  # type: ignore[arg-type]
             rel = [100.0 * (full_acc - a) / full_acc for a in accs] if full_acc else None
             time_s = statistics.fmean(r.learning_s + proxy_seconds.get(r.run_id, 0.0) for r in rs)
-            selection = statistics.fmean(r.selection_s or 0.0 for r in rs)
+            selection = statistics.fmean((r.selection_s or 0.0) + proxy_seconds.get(r.run_id, 0.0) for r in rs)
             errors = [gradient_errors[r.run_id] for r in rs if r.run_id in gradient_errors]
             noisy = [noisy_shares[r.run_id] for r in rs if r.run_id in noisy_shares]
             rows.append(MethodSummary(
