@@ -104,6 +104,33 @@ def test_noisy_share_comes_from_the_stored_mask(tmp_path: Path) -> None:
     assert [s["noisy_share"] for s in store.selections(config.run_id)] == [pytest.approx(0.25), pytest.approx(0.8)]
 
 
+def test_noisy_share_of_back_propagated_examples_for_online_strategies(npz_root: Path, tmp_path: Path) -> None:
+    from coreselect.experiments.report import noisy_shares
+    from coreselect.experiments.runner import load_splits
+    from coreselect.train import Callback
+    from coreselect.train.noisy_share import NOISY_TRAINED
+
+    class Capture(Callback):
+        def __init__(self) -> None:
+            self.indices: list[torch.Tensor] = []
+
+        def on_step_end(self, trainer, batch, out) -> None:  # type: ignore[no-untyped-def]
+            self.indices.append(batch.indices.cpu())
+
+    store = ResultStore(tmp_path / "runs.db")
+    config = RunConfig.create(dataset="npz", data_root=str(npz_root), model="mlp", strategy="train-loss",
+                              label_noise=0.3, params={"candidates": 40, "selected": 8},
+                              train={"epochs": 3, "budget": 0.2, "eval_points": 2})
+    capture = Capture()
+    run = run_experiment(config, store, callbacks=[capture], progress_bar=False)
+    mask = load_splits(config).train.noise_mask
+    seen = torch.cat(capture.indices)
+    expected = float(mask[seen].float().mean())
+    assert store.evaluations(run.run_id)[-1].extras[NOISY_TRAINED] == pytest.approx(expected)
+    assert noisy_shares(store, [run]) == {run.run_id: pytest.approx(expected)}
+    assert 0 < expected < 1
+
+
 def test_time_to_target_from_the_stored_history(tmp_path: Path) -> None:
     from coreselect.experiments.report import time_to_target, time_to_target_table
     from coreselect.train import EvalRecord, Timings, TrainResult

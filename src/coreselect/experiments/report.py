@@ -19,6 +19,7 @@ from tabulate import tabulate
 from coreselect.experiments.store import ResultStore, StoredRun
 from coreselect.train.forgetting import FORGETTING
 from coreselect.train.gradient_error import ABSOLUTE, RELATIVE
+from coreselect.train.noisy_share import NOISY_TRAINED
 
 REFERENCE = "full"
 
@@ -139,8 +140,10 @@ def proxy_seconds(store: ResultStore, runs: list[StoredRun]) -> dict[str, float]
 
 
 def noisy_shares(store: ResultStore, runs: list[StoredRun]) -> dict[str, float]:
-    """Mean share of corrupted labels over each noisy run's selection rounds (runs with label noise that
-    recorded selections; full-data runs see every example, so their share is the noise rate itself)."""
+    """Share of corrupted labels in each noisy run's selections: the mean over its selection rounds when it
+    stores them, else the share among all the examples it back-propagated (online strategies; recorded by
+    :class:`~coreselect.train.noisy_share.NoisyShare`). Full-data runs see every example, so theirs is the
+    noise rate itself."""
     out = {}
     for run in runs:
         if run.config.label_noise <= 0:
@@ -148,6 +151,10 @@ def noisy_shares(store: ResultStore, runs: list[StoredRun]) -> dict[str, float]:
         shares = [s["noisy_share"] for s in store.selections(run.run_id) if s["noisy_share"] is not None]
         if shares:
             out[run.run_id] = statistics.fmean(shares)
+            continue
+        history = store.evaluations(run.run_id)
+        if history and NOISY_TRAINED in history[-1].extras:
+            out[run.run_id] = float(history[-1].extras[NOISY_TRAINED])
     return out
 
 
@@ -232,7 +239,7 @@ def instrumentation_table(store: ResultStore, runs: list[StoredRun], tablefmt: s
     for run in runs:
         evaluations = store.evaluations(run.run_id)
         extras = {k: v for k, v in (evaluations[-1].extras if evaluations else {}).items()
-                  if k not in (ABSOLUTE, RELATIVE)}
+                  if k not in (ABSOLUTE, RELATIVE, NOISY_TRAINED)}
         if extras:
             finals[run.run_id] = extras
     if not finals:

@@ -21,6 +21,7 @@ from coreselect.strategies.registry import STRATEGIES, create_strategy
 from coreselect.train.callbacks import Callback
 from coreselect.train.forgetting import ForgettingEvents
 from coreselect.train.gradient_error import GradientError
+from coreselect.train.noisy_share import NoisyShare
 from coreselect.train.proxies import run_proxy
 from coreselect.train.trainer import Trainer
 
@@ -114,6 +115,8 @@ def run_experiment(
     all_callbacks = list(callbacks)
     if gradient_error_sample is not None:
         all_callbacks.append(GradientError(gradient_error_sample or None, seed=config.seed))
+    if config.label_noise > 0:
+        all_callbacks.append(NoisyShare())
     if STRATEGIES[config.strategy].full_data:  # the reference run records example difficulty for the others
         all_callbacks.append(ForgettingEvents())
     if rerun:
