@@ -13,17 +13,15 @@ the same store); this script adds the weighted noisy share and the gradient-erro
 
 from __future__ import annotations
 
-import argparse
 import statistics
-from pathlib import Path
 
 import torch
 
 from coreselect.data import load_dataset, prepare_splits
 from coreselect.experiments import ResultStore
-from coreselect.experiments.grid import run_preset
 from coreselect.experiments.report import report
 from coreselect.train.gradient_error import RELATIVE
+from preset_script import preset_parser, run_preset_from
 
 
 def gradient_error_curves(store: ResultStore, parts: int = 4) -> str:
@@ -67,12 +65,9 @@ def weighted_noisy_shares(store: ResultStore) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the preset's)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
-    parser.add_argument("--store", type=Path, default=None, help="results store (default: the preset's)")
+    parser = preset_parser(__doc__.splitlines()[0])
     args = parser.parse_args()
-    _, store, _ = run_preset("noise", seeds=args.seeds, jobs=args.jobs, store=args.store)
+    _, store, _ = run_preset_from(args, "noise")
     print(report(store))
     print()
     print(weighted_noisy_shares(store))

@@ -13,25 +13,20 @@ preset (``coreselect bench --preset online`` makes the same runs into the same s
 
 from __future__ import annotations
 
-import argparse
 import statistics
-from pathlib import Path
 
 from tabulate import tabulate
 
 from coreselect.experiments import ResultStore
-from coreselect.experiments.grid import run_preset
 from coreselect.experiments.report import report, setting_label, time_to_target_table
+from preset_script import preset_parser, run_preset_from
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the preset's)")
+    parser = preset_parser(__doc__.splitlines()[0])
     parser.add_argument("--targets", type=float, nargs="+", help="accuracy targets (default: the preset's)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
-    parser.add_argument("--store", type=Path, default=None, help="results store (default: the preset's)")
     args = parser.parse_args()
-    spec, store, _ = run_preset("online", seeds=args.seeds, jobs=args.jobs, store=args.store)
+    spec, store, _ = run_preset_from(args, "online")
     runs = store.runs(status="done")
     print(report(store))
     print()

@@ -13,14 +13,12 @@ same store); this script prints them as the two tables.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from collections import defaultdict
-from pathlib import Path
 
 from tabulate import tabulate
 
-from coreselect.experiments.grid import run_preset
+from preset_script import preset_parser, run_preset_from
 
 
 def table(results: dict[tuple, list[float]], rows: list, columns: list, row_name: str) -> str:
@@ -36,12 +34,9 @@ def table(results: dict[tuple, list[float]], rows: list, columns: list, row_name
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the preset's)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
-    parser.add_argument("--store", type=Path, default=None, help="results store (default: the preset's)")
+    parser = preset_parser(__doc__.splitlines()[0])
     args = parser.parse_args()
-    _, _, outcomes = run_preset("sizes", seeds=args.seeds, jobs=args.jobs, store=args.store)
+    _, _, outcomes = run_preset_from(args, "sizes")
     sweep: dict[tuple, list[float]] = defaultdict(list)
     transfer: dict[tuple, list[float]] = defaultdict(list)
     for o in outcomes:
