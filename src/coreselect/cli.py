@@ -35,6 +35,19 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+def _without_nproc(args: list[str]) -> list[str]:
+    """The command's arguments without ``--nproc N`` / ``--nproc=N`` (the workers run one process each)."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
+
+
 @app.command()
 def train(
     dataset: Annotated[
@@ -69,8 +82,12 @@ def train(
         typer.Option(help="record the selection's gradient error at each evaluation, on N training examples (0: all)"),
     ] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    nproc: Annotated[
+        int, typer.Option(help="data-parallel processes on this machine (torchrun; gloo on CPU, nccl on GPUs)")
+    ] = 1,
 ) -> None:
     """Train one configuration and store it; re-running an interrupted command resumes it."""
+    from coreselect import distributed
     from coreselect.experiments import ResultStore, RunConfig, run_experiment
 
     config = RunConfig.create(
@@ -80,12 +97,20 @@ def train(
         train={"epochs": epochs, "budget": budget, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
                "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule, "eval_points": eval_points},
     )
-    if budget != config.train.budget:
+    if nproc != 1 and not distributed.launched_by_torchrun():  # the configuration is valid: start the job
+        raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+    group, rank_device = distributed.init_from_environment(device)
+    if budget != config.train.budget and group.is_main:
         typer.echo(f"note: {strategy} trains on every example; budget set to {config.train.budget:g}", err=True)
     results = ResultStore(store)
     before = results.get(config.run_id)
-    run = run_experiment(config, results, device=device, progress_bar=progress, rerun=rerun,
-                         gradient_error_sample=gradient_error)
+    try:
+        run = run_experiment(config, results, device=str(rank_device), progress_bar=progress, rerun=rerun,
+                             gradient_error_sample=gradient_error)
+    finally:
+        distributed.shutdown()
+    if not group.is_main:
+        return
     done_before = before is not None and before.status == "done" and not rerun
     typer.echo(
         f"{config.method_label} budget={config.train.budget:g} seed={config.seed}: "

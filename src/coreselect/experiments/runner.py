@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from coreselect.data.catalog import DataSplits, load_dataset, prepare_splits
+from coreselect.distributed import rank_device, world
 from coreselect.errors import CoreselectError, InvalidInputError, UnknownNameError
 from coreselect.experiments.config import RunConfig
 from coreselect.experiments.store import ResultStore, StoredRun
@@ -27,10 +28,8 @@ from coreselect.train.trainer import Trainer
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``auto`` picks CUDA when available, else the CPU; under ``torchrun`` each rank takes its own GPU."""
+    return rank_device(device)
 
 
 def checkpoint_path(store: ResultStore, config: RunConfig) -> Path:
@@ -98,7 +97,11 @@ def run_experiment(
     ``gradient_error_sample`` (a number of training examples, 0 for all) records the gradient error of the
     selection at each evaluation point (:class:`~coreselect.train.GradientError`). Full-data runs also
     record each training example's forgetting score, which the report uses to rate other runs' selections.
+
+    Under ``torchrun`` every rank calls it with the same arguments: the run trains data-parallel and rank 0
+    alone writes the store and the checkpoints.
     """
+    group = world()
     existing = store.get(config.run_id)
     if existing is not None and existing.status == "done" and not rerun:
         return existing
@@ -119,8 +122,9 @@ def run_experiment(
         all_callbacks.append(NoisyShare())
     if STRATEGIES[config.strategy].full_data:  # the reference run records example difficulty for the others
         all_callbacks.append(ForgettingEvents())
-    if rerun:
+    if rerun and group.is_main:
         path.unlink(missing_ok=True)
+    group.barrier()  # no rank reads a checkpoint that is being removed
     trainer = Trainer(
         model,
         strategy,
@@ -135,15 +139,20 @@ def run_experiment(
         progress_bar=progress_bar,
         description=f"{config.method_label} b={config.train.budget:g} s={config.seed}",
     )
-    store.begin(config)
+    if group.is_main:
+        store.begin(config)
     try:
         result = trainer.fit()
     except CoreselectError as err:
-        store.fail(config, str(err))
+        if group.is_main:
+            store.fail(config, str(err))
         raise
-    scores = {k: v for cb in all_callbacks if isinstance(cb, ForgettingEvents) for k, v in cb.example_scores().items()}
-    store.finish(config, result, noise_mask=splits.train.noise_mask.cpu(), example_scores=scores)
-    path.unlink(missing_ok=True)
+    if group.is_main:
+        scores = {k: v for cb in all_callbacks if isinstance(cb, ForgettingEvents)
+                  for k, v in cb.example_scores().items()}
+        store.finish(config, result, noise_mask=splits.train.noise_mask.cpu(), example_scores=scores)
+        path.unlink(missing_ok=True)
+    group.barrier()  # the run is in the store for every rank
     stored = store.get(config.run_id)
     assert stored is not None
     return stored

@@ -1,4 +1,5 @@
-"""No-grad forward passes over many examples, in chunks, with optional penultimate features."""
+"""No-grad forward passes over many examples, in chunks, with optional penultimate features; under DDP each
+rank forwards its contiguous part of the rows and the outputs are gathered (every rank gets all of them)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from coreselect.distributed import world
 from coreselect.models.features import PenultimateFeatures
 
 
@@ -17,7 +19,6 @@ class ForwardOutputs:
     features: Tensor | None = None
 
 
-@torch.no_grad()
 def forward_in_batches(
     model: nn.Module,
     inputs: Tensor,
@@ -29,8 +30,22 @@ def forward_in_batches(
     """Logits (and penultimate features) of ``inputs``, computed ``batch_size`` rows at a time.
 
     Runs in eval mode unless ``train_mode``; the model's mode is restored afterwards. Inputs are moved to
-    the model's device chunk by chunk, so they may stay on the CPU.
+    the model's device chunk by chunk, so they may stay on the CPU. In a distributed job every rank must
+    call it with the same ``inputs``: each forwards ``1/size`` of the rows, and the outputs are gathered.
     """
+    group = world()
+    if group.distributed and inputs.shape[0] >= group.size:
+        n = inputs.shape[0]
+        start, stop = group.bounds(n)
+        part = _forward(model, inputs[start:stop], batch_size, with_features, train_mode)
+        return ForwardOutputs(group.gather_parts(part.logits, n),
+                              None if part.features is None else group.gather_parts(part.features, n))
+    return _forward(model, inputs, batch_size, with_features, train_mode)
+
+
+@torch.no_grad()
+def _forward(model: nn.Module, inputs: Tensor, batch_size: int, with_features: bool,
+             train_mode: bool) -> ForwardOutputs:
     was_training = model.training
     model.train(train_mode)
     device = next(model.parameters()).device

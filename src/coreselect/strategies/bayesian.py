@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from coreselect.distributed import world
 from coreselect.errors import InvalidInputError
 from coreselect.models.features import PenultimateFeatures
 from coreselect.models.zero_shot import load_zero_shot
@@ -93,7 +94,9 @@ class BayesianSelection(HoldoutScored):
     def observe(self, batch: Batch, out: StepOutput) -> None:
         assert self._features is not None and self._features.value is not None
         targets = self.context.train.targets[batch.indices.to(self.context.train.device)]
-        self.factors.update(self._features.value, logit_gradients(out.logits, targets.to(out.logits.device)))
+        # the training forward ran on this rank's part of the batch: gather the whole batch's features
+        features = world().gather_parts(self._features.value, len(batch))
+        self.factors.update(features, logit_gradients(out.logits, targets.to(out.logits.device)))
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "factors": self.factors.state_dict()}

@@ -2,7 +2,8 @@
 
 Each of P class-stratified random subsets of the pool yields one weighted coreset of about a mini-batch:
 per-class facility location on the subset's gradient proxies, weights = cluster sizes within the subset.
-The union of the P coresets, weights normalised to mean 1, is what training draws batches from.
+The union of the P coresets, weights normalised to mean 1, is what training draws batches from. The P problems
+are independent: in a distributed job they are dealt across ranks.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import torch
 from torch import Tensor
 
+from coreselect.distributed import world
 from coreselect.submodular import normalise_weights, per_class_facility_location
 
 
@@ -36,12 +38,15 @@ def minibatch_coresets(proxies: Tensor, subsets: list[Tensor], targets: Tensor, 
     if proxies.shape[0] != sum(len(s) for s in subsets):
         raise ValueError(f"{proxies.shape[0]} proxy rows for subsets of {sum(len(s) for s in subsets)} points")
     targets = targets.cpu()
-    chosen, weights, offset = [], [], 0
+    offsets = [0]
     for subset in subsets:
-        part = slice(offset, offset + len(subset))
-        offset += len(subset)
-        coreset = per_class_facility_location(proxies[part], targets[part], min(size, len(subset)),
+        offsets.append(offsets[-1] + len(subset))
+
+    def solve(i: int) -> tuple[Tensor, Tensor]:
+        part = slice(offsets[i], offsets[i + 1])
+        coreset = per_class_facility_location(proxies[part], targets[part], min(size, len(subsets[i])),
                                               similarity=similarity)
-        chosen.append(subset[coreset.indices.cpu()])
-        weights.append(coreset.weights.cpu())  # cluster sizes within the subset
-    return torch.cat(chosen), normalise_weights(torch.cat(weights).float())
+        return subsets[i][coreset.indices.cpu()], coreset.weights.cpu()  # weights: cluster sizes in the subset
+
+    solved = world().share_work(solve, range(len(subsets)))  # independent problems, dealt across ranks
+    return torch.cat([c for c, _ in solved]), normalise_weights(torch.cat([w for _, w in solved]).float())

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from coreselect.distributed import world
 from coreselect.errors import InvalidInputError
 from coreselect.submodular.embeddings import Embedding, as_embedding
 from coreselect.submodular.greedy import GreedyResult, greedy_facility_location
@@ -98,7 +99,10 @@ def per_class_facility_location(
     """Facility location solved inside each class (same-class similarities only), quotas by
     :func:`class_quotas`; weights are cluster sizes within the class, normalised to mean 1 overall.
 
-    The largest kernel held is that of the largest class (bounded by ``max_kernel_bytes``).
+    The largest kernel held is that of the largest class (bounded by ``max_kernel_bytes``). In a distributed
+    job the classes are dealt across ranks and the results gathered; each class's stochastic greedy draws
+    from its own generator, seeded from ``generator`` before any class is solved, so the result does not
+    depend on the number of processes.
     """
     ground = as_embedding(embeddings)
     if labels.ndim != 1 or labels.shape[0] != ground.n:
@@ -106,17 +110,24 @@ def per_class_facility_location(
     classes = torch.unique(labels)
     counts = torch.stack([(labels == c).sum() for c in classes]) if len(classes) else torch.zeros(0)
     quotas = class_quotas(counts, budget, proportional)
-    indices, weights, objective = [], [], 0.0
-    for c, quota in zip(classes.tolist(), quotas.tolist(), strict=True):
-        if quota == 0:
-            continue
+    problems = [(c, quota) for c, quota in zip(classes.tolist(), quotas.tolist(), strict=True) if quota > 0]
+    stochastic = optimizer == "stochastic" and generator is not None  # lazy greedy draws nothing
+    seeds = (torch.randint(0, 2**62, (len(problems),), generator=generator).tolist() if stochastic
+             else [None] * len(problems))
+
+    def solve(problem: tuple[int, int, int | None]) -> tuple[Tensor, Tensor, float]:
+        c, quota, seed = problem
         members = torch.nonzero(labels == c).squeeze(1)
         result = facility_location(ground.select(members), quota, similarity=similarity, optimizer=optimizer,
-                                   epsilon=epsilon, generator=generator, max_kernel_bytes=max_kernel_bytes)
-        indices.append(members[result.indices])
-        weights.append(result.weights)
-        objective += result.objective
-    if not indices:
+                                   epsilon=epsilon, max_kernel_bytes=max_kernel_bytes,
+                                   generator=None if seed is None else torch.Generator().manual_seed(seed))
+        return members[result.indices], result.weights, result.objective
+
+    solved = world().share_work(solve, [(c, q, s) for (c, q), s in zip(problems, seeds, strict=True)])
+    if not solved:
         empty = torch.zeros(0, dtype=torch.long, device=ground.device)
         return Coreset(empty, empty.float(), 0.0)
-    return Coreset(torch.cat(indices), normalise_weights(torch.cat(weights)), objective)
+    device = ground.device
+    indices = torch.cat([i.to(device) for i, _, _ in solved])
+    weights = torch.cat([w.to(device) for _, w, _ in solved])
+    return Coreset(indices, normalise_weights(weights), sum(o for _, _, o in solved))

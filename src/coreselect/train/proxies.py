@@ -9,7 +9,8 @@
 
 :func:`run_proxy` caches its :class:`ProxyRecord` in a folder, so that every strategy and coreset size of a
 comparison reuses one proxy run; the seconds it took are kept with it. Proxy runs are not checkpointed: an
-interrupted one starts again.
+interrupted one starts again. In a distributed job the proxy run is data-parallel too: rank 0 holds the
+folder's lock and decides whether the run is needed, every rank trains, rank 0 writes the record.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -24,6 +26,7 @@ from filelock import FileLock
 from torch import nn
 
 from coreselect.data.dataset import InMemoryDataset
+from coreselect.distributed import world
 from coreselect.seeding import derive_seed
 from coreselect.signals import forward_in_batches, last_layer_gradient_norms, logit_gradients
 from coreselect.strategies.proxy import ProxyRecord, ProxyRequest
@@ -49,19 +52,23 @@ def run_proxy(request: ProxyRequest, make_model: Callable[[], nn.Module], train:
     ``make_model`` returns a freshly initialised proxy model (seeded here); ``config`` is the training recipe
     (full data, one evaluation point; its epochs unless the request names some).
     """
-    folder = Path(folder)
+    folder, group = Path(folder), world()
     folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(folder / ".lock"):  # parallel runs of a benchmark wait for the one making the proxy
-        done = folder / "record.json"
-        if done.is_file():
-            return _load(folder, request, json.loads(done.read_text())["seconds"], train, val)
-        return _make(request, make_model, train, val, folder=folder, seed=seed, config=config, device=device,
-                     holdout=holdout)
+    done = folder / "record.json"
+    # parallel runs of a benchmark wait for the one making the proxy; in a distributed job rank 0 takes the
+    # lock and its ranks follow its decision
+    with FileLock(folder / ".lock") if group.is_main else nullcontext():
+        made_before = group.broadcast(done.is_file())
+        if not made_before:
+            _make(request, make_model, train, val, folder=folder, seed=seed, config=config, device=device,
+                  holdout=holdout)
+        group.barrier()  # the record is on disk
+    return _load(folder, request, json.loads(done.read_text())["seconds"], train, val)
 
 
 def _make(request: ProxyRequest, make_model: Callable[[], nn.Module], train: InMemoryDataset,
           val: InMemoryDataset | None, *, folder: Path, seed: int, config: TrainConfig | None,
-          device: str | torch.device, holdout: InMemoryDataset | None) -> ProxyRecord:
+          device: str | torch.device, holdout: InMemoryDataset | None) -> None:
     recipe = config or TrainConfig()
     recipe = recipe.model_copy(update={"epochs": request.epochs or recipe.epochs, "budget": 1.0, "eval_points": 1})
     start = time.perf_counter()
@@ -72,15 +79,15 @@ def _make(request: ProxyRequest, make_model: Callable[[], nn.Module], train: InM
             callbacks.append(LossTrajectories(folder / "trajectories", request.record_every, request.train_losses))
         model = make_model()
         _train(model, train, recipe, val=val, seed=seed, device=device, callbacks=callbacks)
-        torch.save({"forgetting": forgetting.example_scores()[FORGETTING],
-                    "final_logits": forward_in_batches(model, train.inputs).logits.cpu()}, folder / "scores.pt")
+        _save({"forgetting": forgetting.example_scores()[FORGETTING],
+               "final_logits": forward_in_batches(model, train.inputs).logits.cpu()}, folder / "scores.pt")
     elif request.kind == "holdout":
         if holdout is None:
             raise ValueError("a holdout proxy needs the holdout split")
         torch.manual_seed(derive_seed(seed, "proxy:holdout"))
         model = make_model()
         _train(model, holdout, recipe, val=None, seed=seed, device=device, callbacks=[])
-        torch.save({"holdout_logits": forward_in_batches(model, train.inputs).logits.cpu()}, folder / "scores.pt")
+        _save({"holdout_logits": forward_in_batches(model, train.inputs).logits.cpu()}, folder / "scores.pt")
     else:
         el2n, grand = torch.zeros(len(train)), torch.zeros(len(train))
         for run in range(request.runs):
@@ -93,10 +100,14 @@ def _make(request: ProxyRequest, make_model: Callable[[], nn.Module], train: InM
             assert out.features is not None
             el2n += e.norm(dim=1).cpu() / request.runs
             grand += last_layer_gradient_norms(e, out.features.float()).cpu() / request.runs
-        torch.save({"el2n": el2n, "grand": grand}, folder / "scores.pt")
-    seconds = time.perf_counter() - start
-    (folder / "record.json").write_text(json.dumps({"seconds": seconds}))
-    return _load(folder, request, seconds, train, val)
+        _save({"el2n": el2n, "grand": grand}, folder / "scores.pt")
+    if world().is_main:
+        (folder / "record.json").write_text(json.dumps({"seconds": time.perf_counter() - start}))
+
+
+def _save(scores: dict[str, torch.Tensor], path: Path) -> None:
+    if world().is_main:  # every rank holds the same (gathered) scores; one writes them
+        torch.save(scores, path)
 
 
 def _load(folder: Path, request: ProxyRequest, seconds: float, train: InMemoryDataset,

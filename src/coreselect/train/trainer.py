@@ -1,4 +1,11 @@
-"""The trainer: drives any strategy until the budget of back-propagated examples is spent."""
+"""The trainer: drives any strategy until the budget of back-propagated examples is spent.
+
+In a distributed job (``torchrun``; :mod:`coreselect.distributed`) every rank runs the same strategy on the
+same gathered signals, so every rank draws the same batch; each rank back-propagates its contiguous part of
+it through DistributedDataParallel, with the loss scaled so that the averaged gradient is the whole batch's.
+The step's logits and losses are gathered, so strategies and callbacks observe the whole batch on every rank.
+Budget, LR schedule and evaluation follow the job's batches (not a rank's part); rank 0 writes checkpoints.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from coreselect.data.dataset import InMemoryDataset
+from coreselect.distributed import world
 from coreselect.errors import NonFiniteLossError
 from coreselect.signals import per_example_losses
 from coreselect.strategies.protocol import Batch, Budget, Context, SelectionRound, StepOutput, Strategy
@@ -67,7 +76,8 @@ class Trainer:
 
     The LR schedule follows the share of the budget spent, evaluation happens at ``eval_points`` evenly
     spaced points, and each evaluation writes a checkpoint to ``checkpoint_path`` (if given) from which an
-    interrupted run resumes exactly.
+    interrupted run resumes exactly. Under ``torchrun`` it trains data-parallel (see the module docstring);
+    every rank must construct it with the same arguments.
     """
 
     def __init__(
@@ -88,6 +98,11 @@ class Trainer:
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device)
+        self.world = world()
+        self.network: nn.Module = self.model  # what the training step calls: the model, or its DDP wrapper
+        if self.world.distributed:
+            self.network = DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
         self.config = config
         self.train_data, self.test_data = train.to(self.device), test.to(self.device)
         self.budget = Budget(config.budget, config.epochs, len(train), config.batch_size)
@@ -103,7 +118,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model.parameters(), config)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.callbacks = list(callbacks)
-        self.progress_bar = progress_bar
+        self.progress_bar = progress_bar and self.world.is_main
         self.description = description
         self.state = _Progress()
         self._eval_examples = self._evaluation_schedule()
@@ -154,19 +169,40 @@ class Trainer:
     def _step(self, batch: Batch) -> StepOutput:
         s = self.state
         self._set_learning_rate()
-        x, y = self.train_data[batch.indices]
-        self.model.train()
-        logits = self.model(x)
-        losses = per_example_losses(logits, y)
-        loss = batch.weighted_mean(losses)
+        if self.world.distributed:
+            logits, losses, loss = self._forward_distributed(batch)
+        else:
+            x, y = self.train_data[batch.indices]
+            self.model.train()
+            logits = self.network(x)
+            losses = per_example_losses(logits, y)
+            loss = batch.weighted_mean(losses)
         if not torch.isfinite(loss):
             self._stop_on_non_finite(float(loss.detach()))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        s.loss_sum += float(loss.detach())
+        s.loss_sum += float(batch.weighted_mean(losses.detach()))
         s.loss_count += 1
         return StepOutput(step=s.step, logits=logits.detach(), losses=losses.detach())
+
+    def _forward_distributed(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """This rank's part of ``batch`` forwarded through DDP: (the whole batch's logits and losses, gathered;
+        the loss to back-propagate, scaled so that DDP's gradient average is the gradient of
+        ``batch.weighted_mean`` over the whole batch)."""
+        start, stop = self.world.bounds(len(batch))
+        part = Batch(batch.indices[start:stop], None if batch.weights is None else batch.weights[start:stop])
+        x, y = self.train_data[part.indices]
+        self.model.train()
+        local_logits = self.network(x)
+        local_losses = per_example_losses(local_logits, y)
+        weighted = local_losses if part.weights is None else local_losses * part.weights.to(local_losses.device)
+        loss = weighted.sum() * (self.world.size / len(batch))
+        logits = self.world.gather_parts(local_logits.detach(), len(batch))
+        losses = self.world.gather_parts(local_losses.detach(), len(batch))
+        if not torch.isfinite(batch.weighted_mean(losses)):  # every rank sees the whole batch: all stop together
+            return logits, losses, batch.weighted_mean(losses)
+        return logits, losses, loss
 
     def _set_learning_rate(self) -> None:
         progress = self.state.examples / self.budget.total_examples
@@ -206,7 +242,7 @@ class Trainer:
         for cb in self.callbacks:
             with s.timings.section("evaluation", self.device):  # diagnostics are not the method's cost
                 cb.on_evaluation(self, record)
-        if self.checkpoint_path is not None:
+        if self.checkpoint_path is not None and self.world.is_main:  # one job, one checkpoint
             save_checkpoint(self.checkpoint_path, self._checkpoint_state())
 
     def fit(self) -> TrainResult:

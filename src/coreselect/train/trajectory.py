@@ -7,6 +7,10 @@ continues where it stopped. :class:`LossTrajectories` is the trainer callback th
 eval-mode forward over the pool (``train_losses="eval"``, the LTC/CLD official protocol) or for free from
 the training steps themselves (``"steps"``: each example's loss at its last presentation in the interval,
 computed by the training forward anyway; NaN if it was not presented).
+
+In a distributed job the store is sharded by columns: each rank computes (or, with ``"steps"``, already
+holds) the training losses of its contiguous part of the pool and writes them into the shared file; rank 0
+writes the validation row and ``meta.json`` once every rank has written.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from coreselect.distributed import local_only
 from coreselect.signals import forward_in_batches, per_example_losses
 from coreselect.strategies.proxy import TrainLossSource
 from coreselect.train.callbacks import Callback
@@ -28,11 +33,15 @@ if TYPE_CHECKING:
     from coreselect.train.trainer import Trainer
 
 class TrajectoryStore:
-    """Rows of per-example losses, ``train`` [rows, n_train] and ``val`` [rows, n_val], on disk."""
+    """Rows of per-example losses, ``train`` [rows, n_train] and ``val`` [rows, n_val], on disk.
 
-    def __init__(self, folder: str | Path, n_train: int, n_val: int, capacity: int) -> None:
+    ``writer=False`` opens an existing store to fill columns of its rows (another rank writes ``meta.json``).
+    """
+
+    def __init__(self, folder: str | Path, n_train: int, n_val: int, capacity: int, *, writer: bool = True) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.writer = writer
         meta = self.folder / "meta.json"
         if meta.is_file():
             info = json.loads(meta.read_text())
@@ -48,22 +57,34 @@ class TrajectoryStore:
 
     @classmethod
     def open(cls, folder: str | Path) -> TrajectoryStore:
-        """An existing store, read back."""
+        """An existing store, read back (nothing is written: several processes may read it at once)."""
         info = json.loads((Path(folder) / "meta.json").read_text())
-        return cls(folder, info["n_train"], info["n_val"], info["capacity"])
+        return cls(folder, info["n_train"], info["n_val"], info["capacity"], writer=False)
 
     def _write_meta(self) -> None:
+        if not self.writer:
+            return
         tmp = self.folder / "meta.json.tmp"
         tmp.write_text(json.dumps({"rows": self.rows, "n_train": self.n_train, "n_val": self.n_val,
                                    "capacity": self.capacity}))
         tmp.replace(self.folder / "meta.json")
 
     def append(self, train: np.ndarray, val: np.ndarray) -> None:
+        self.write(train, val)
+        self.commit()
+
+    def write(self, train: np.ndarray, val: np.ndarray | None, start: int = 0) -> None:
+        """Fill columns [start, start + len(train)) of the next row (and its validation row, if given)."""
         if self.rows >= self.capacity:
             raise ValueError(f"trajectory store {self.folder} is full ({self.capacity} rows)")
-        self._train[self.rows], self._val[self.rows] = train, val
+        self._train[self.rows, start : start + len(train)] = train
         self._train.flush()
-        self._val.flush()
+        if val is not None:
+            self._val[self.rows] = val
+            self._val.flush()
+
+    def commit(self) -> None:
+        """The next row is complete: count it."""
         self.rows += 1
         self._write_meta()
 
@@ -81,9 +102,10 @@ class TrajectoryStore:
         return self._val[: self.rows]
 
 
-def _losses(model: torch.nn.Module, data: InMemoryDataset) -> np.ndarray:
-    logits = forward_in_batches(model, data.inputs).logits
-    return per_example_losses(logits, data.targets.to(logits.device)).float().cpu().numpy()
+def _losses(model: torch.nn.Module, data: InMemoryDataset, start: int = 0, stop: int | None = None) -> np.ndarray:
+    stop = len(data) if stop is None else stop
+    logits = forward_in_batches(model, data.inputs[start:stop]).logits
+    return per_example_losses(logits, data.targets[start:stop].to(logits.device)).float().cpu().numpy()
 
 
 class LossTrajectories(Callback):
@@ -107,8 +129,13 @@ class LossTrajectories(Callback):
         if val is None:
             raise ValueError("loss trajectories need a validation set: pass val= to the Trainer (--val-fraction)")
         capacity = -(-trainer.budget.total_examples // self._interval(trainer))
-        self.store = TrajectoryStore(self.folder, len(trainer.train_data), len(val), capacity)
-        self.store.truncate(self._restored_rows or 0)
+        group = trainer.world
+        if group.is_main:  # creates the files; the other ranks open them once they exist
+            self.store = TrajectoryStore(self.folder, len(trainer.train_data), len(val), capacity)
+            self.store.truncate(self._restored_rows or 0)
+        group.barrier()
+        if not group.is_main:
+            self.store = TrajectoryStore(self.folder, len(trainer.train_data), len(val), capacity, writer=False)
         self._next_at = (self.store.rows + 1) * self._interval(trainer)
         if self.source == "steps":
             self._step_losses = self._restored_step_losses
@@ -124,13 +151,18 @@ class LossTrajectories(Callback):
     def record(self, trainer: Trainer) -> None:
         """One row of trajectories at the current weights (called at every interval; also callable directly)."""
         assert self.store is not None and trainer.context.val is not None
+        group = trainer.world
         val = _losses(trainer.model, trainer.context.val)
+        start, stop = group.bounds(len(trainer.train_data))  # this rank's columns (all of them on one process)
         if self._step_losses is not None:
-            train = self._step_losses.numpy().copy()
+            train = self._step_losses[start:stop].numpy().copy()
             self._step_losses.fill_(float("nan"))
         else:
-            train = _losses(trainer.model, trainer.train_data)
-        self.store.append(train, val)
+            with local_only():  # each rank forwards its own part of the pool; nothing is gathered
+                train = _losses(trainer.model, trainer.train_data, start, stop)
+        self.store.write(train, val if group.is_main else None, start)
+        group.barrier()  # every rank's columns are on disk before the row counts
+        self.store.commit()
         self._next_at = (self.store.rows + 1) * self._interval(trainer)
 
     def _interval(self, trainer: Trainer) -> int:

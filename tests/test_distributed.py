@@ -1,0 +1,117 @@
+"""Selection under DDP: two ``gloo`` CPU processes against one, for every strategy.
+
+The jobs run ``tests/ddp_job.py`` (every registered strategy through ``run_experiment``) on 2 000 real
+Fashion-MNIST training images, once as one plain process and once under ``torchrun`` with two.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from coreselect import distributed
+from coreselect.data.catalog import FASHION_MNIST_DIR
+from coreselect.data.formats import load_idx_pair
+from coreselect.strategies import STRATEGIES
+
+JOB = Path(__file__).with_name("ddp_job.py")
+
+
+def _job(nproc: int, data_root: Path, store: Path, out: Path, *extra: str) -> dict[str, dict[str, Any]]:
+    command = [sys.executable, str(JOB)] if nproc == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(JOB)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same kernels in both jobs: one thread per process
+    done = subprocess.run([*command, "--data-root", str(data_root), "--store", str(store), "--out", str(out), *extra],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return torch.load(out, weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dict[str, Any]]]:
+    """Results of: the frozen-weights job on 1 and 2 processes (the 2-process one reads the proxy runs the
+    1-process one made, so static strategies score from the same record), and training jobs on 1 process
+    (seeds 0 and 1) and 2 processes (seed 0, making its own proxy runs data-parallel)."""
+    root = tmp_path_factory.mktemp("ddp")
+    (x_train, y_train), (x_test, y_test) = (load_idx_pair(FASHION_MNIST_DIR, part) for part in ("train", "t10k"))
+    data = root / "data"
+    data.mkdir()
+    np.savez(data / "train.npz", x=x_train[:2000], y=y_train[:2000])
+    np.savez(data / "test.npz", x=x_test[:1000], y=y_test[:1000])
+    results = {}
+    results["frozen-1"] = _job(1, data, root / "frozen-1" / "runs.db", root / "frozen-1.pt", "--frozen")
+    shutil.copytree(root / "frozen-1" / "runs.db.proxies", root / "frozen-2" / "runs.db.proxies")
+    results["frozen-2"] = _job(2, data, root / "frozen-2" / "runs.db", root / "frozen-2.pt", "--frozen")
+    for seed in (0, 1):
+        results[f"train-1-seed{seed}"] = _job(1, data, root / "train-1" / "runs.db", root / f"train-1-{seed}.pt",
+                                              "--seed", str(seed))
+    results["train-2-seed0"] = _job(2, data, root / "train-2" / "runs.db", root / "train-2-0.pt")
+    return results
+
+
+def _same_weights(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+
+
+def test_every_strategy_selects_the_same_batches_on_two_processes(jobs: dict) -> None:
+    one, two = jobs["frozen-1"], jobs["frozen-2"]
+    assert set(one) == set(two) == set(STRATEGIES)
+    for name in STRATEGIES:
+        a, b = one[name]["batches"], two[name]["batches"]
+        assert len(a) == len(b) > 0, name
+        for step, ((ia, wa), (ib, wb)) in enumerate(zip(a, b, strict=True)):
+            assert torch.equal(ia, ib), f"{name}: batch {step} differs"
+            assert _same_weights(wa, wb), f"{name}: weights of batch {step} differ"
+        sa, sb = one[name]["selections"], two[name]["selections"]
+        assert len(sa) == len(sb), name
+        for ra, rb in zip(sa, sb, strict=True):
+            assert ra["step"] == rb["step"] and torch.equal(ra["indices"], rb["indices"]), name
+            assert _same_weights(ra["weights"], rb["weights"]), name
+
+
+def test_frozen_batches_are_not_trivially_equal(jobs: dict) -> None:
+    """The comparison above can fail: two strategies (or two seeds of one) do draw different batches."""
+    one = jobs["frozen-1"]
+    assert not torch.equal(one["craig"]["batches"][0][0], one["random"]["batches"][0][0])
+    assert not torch.equal(one["rho-loss"]["batches"][0][0], one["uniform"]["batches"][0][0])
+
+
+def test_two_processes_train_to_the_accuracy_of_one(jobs: dict) -> None:
+    """Final test accuracy with 2 processes is within the run-to-run noise of one process: the largest gap
+    may not exceed three times the root-mean-square gap between two seeds over all strategies."""
+    one, other_seed, two = jobs["train-1-seed0"], jobs["train-1-seed1"], jobs["train-2-seed0"]
+    seed_gaps = [one[n]["accuracy"] - other_seed[n]["accuracy"] for n in STRATEGIES]
+    noise = math.sqrt(sum(g * g for g in seed_gaps) / len(seed_gaps))
+    assert noise > 0
+    for name in STRATEGIES:
+        gap = abs(two[name]["accuracy"] - one[name]["accuracy"])
+        assert gap <= 3 * noise, f"{name}: 2 processes {two[name]['accuracy']:.4f} vs 1 {one[name]['accuracy']:.4f}"
+
+
+def test_world_of_one_is_the_identity() -> None:
+    group = distributed.World()
+    rows = torch.arange(12.0).view(6, 2)
+    assert group.gather_parts(rows, 6) is rows
+    assert group.share_work(lambda x: x * 2, [1, 2, 3]) == [2, 4, 6]
+    assert group.broadcast("anything") == "anything"
+
+
+def test_parts_cover_the_rows_in_rank_order() -> None:
+    worlds = [distributed.World(rank, 3) for rank in range(3)]
+    assert [w.bounds(10) for w in worlds] == [(0, 4), (4, 7), (7, 10)]
+    assert worlds[0].part_sizes(2) == [1, 1, 0]
+
+
+def test_nproc_is_dropped_from_the_workers_arguments() -> None:
+    from coreselect.cli import _without_nproc
+
+    assert _without_nproc(["train", "--nproc", "2", "--seed", "1", "--nproc=3"]) == ["train", "--seed", "1"]
