@@ -47,8 +47,9 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frozen", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (nccl, one GPU per process)")
     args = parser.parse_args()
-    group, device = distributed.init_from_environment("cpu")
+    group, device = distributed.init_from_environment(args.device)
     store = ResultStore(args.store)
     results: dict[str, dict[str, Any]] = {}
     for name in sorted(STRATEGIES):

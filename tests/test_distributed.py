@@ -32,8 +32,18 @@ def _job(nproc: int, data_root: Path, store: Path, out: Path, *extra: str) -> di
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same kernels in both jobs: one thread per process
     done = subprocess.run([*command, "--data-root", str(data_root), "--store", str(store), "--out", str(out), *extra],
                           env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-4000:]
+    errors = [line for line in done.stderr.splitlines() if "Error" in line or "error:" in line]
+    assert done.returncode == 0, "\n".join(errors[-20:]) or done.stderr[-4000:]
     return torch.load(out, weights_only=False)
+
+
+def _fashion_subset(folder: Path) -> Path:
+    """The first 2 000 training and 1 000 test images of Fashion-MNIST, as an npz dataset folder."""
+    folder.mkdir(parents=True)
+    (x_train, y_train), (x_test, y_test) = (load_idx_pair(FASHION_MNIST_DIR, part) for part in ("train", "t10k"))
+    np.savez(folder / "train.npz", x=x_train[:2000], y=y_train[:2000])
+    np.savez(folder / "test.npz", x=x_test[:1000], y=y_test[:1000])
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +52,7 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dict[s
     1-process one made, so static strategies score from the same record), and training jobs on 1 process
     (seeds 0 and 1) and 2 processes (seed 0, making its own proxy runs data-parallel)."""
     root = tmp_path_factory.mktemp("ddp")
-    (x_train, y_train), (x_test, y_test) = (load_idx_pair(FASHION_MNIST_DIR, part) for part in ("train", "t10k"))
-    data = root / "data"
-    data.mkdir()
-    np.savez(data / "train.npz", x=x_train[:2000], y=y_train[:2000])
-    np.savez(data / "test.npz", x=x_test[:1000], y=y_test[:1000])
+    data = _fashion_subset(root / "data")
     results = {}
     results["frozen-1"] = _job(1, data, root / "frozen-1" / "runs.db", root / "frozen-1.pt", "--frozen")
     shutil.copytree(root / "frozen-1" / "runs.db.proxies", root / "frozen-2" / "runs.db.proxies")
@@ -95,6 +101,17 @@ def test_two_processes_train_to_the_accuracy_of_one(jobs: dict) -> None:
     for name in STRATEGIES:
         gap = abs(two[name]["accuracy"] - one[name]["accuracy"])
         assert gap <= 3 * noise, f"{name}: 2 processes {two[name]['accuracy']:.4f} vs 1 {one[name]['accuracy']:.4f}"
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL with two processes needs two GPUs")
+def test_two_nccl_processes_select_what_one_gpu_process_selects(tmp_path: Path) -> None:
+    data = _fashion_subset(tmp_path / "data")
+    one = _job(1, data, tmp_path / "one" / "runs.db", tmp_path / "one.pt", "--frozen", "--device", "cuda")
+    shutil.copytree(tmp_path / "one" / "runs.db.proxies", tmp_path / "two" / "runs.db.proxies")
+    two = _job(2, data, tmp_path / "two" / "runs.db", tmp_path / "two.pt", "--frozen", "--device", "cuda")
+    for name in STRATEGIES:
+        for step, ((ia, wa), (ib, wb)) in enumerate(zip(one[name]["batches"], two[name]["batches"], strict=True)):
+            assert torch.equal(ia, ib) and _same_weights(wa, wb), f"{name}: batch {step} differs on GPU"
 
 
 def test_world_of_one_is_the_identity() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from coreselect.experiments.config import RunConfig
 from coreselect.train.trainer import EvalRecord, TrainResult
@@ -106,7 +107,8 @@ class ResultStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        # creating the file and switching it to WAL must not race with another process doing the same
+        with FileLock(self.path.parent / f"{self.path.name}.lock"), self._connect() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise RuntimeError(f"{self.path} has schema version {version}; this coreselect reads {SCHEMA_VERSION}")
