@@ -32,7 +32,8 @@ def run(strategy: str, nproc: int, threads: int, folder: Path, epochs: int,
     store = folder / f"{strategy}-{nproc}x{threads}.db"
     command = [sys.executable, "-m", "coreselect", "train", "--strategy", strategy, "--model", "lenet",
                "--epochs", str(epochs), "--budget", str(budget), "--val-fraction", "0.1", "--holdout", "0.5",
-               "--eval-points", "1", "--store", str(store), "--no-progress", "--device", "cpu",
+               "--eval-points", "1", "--optimizer", "adamw", "--lr", "0.001", "--store", str(store),
+               "--no-progress", "--device", "cpu",
                "--nproc", str(nproc)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)

@@ -33,6 +33,17 @@ class RecordBatches(Callback):
         self.batches.append((batch.indices.cpu().clone(), weights))
 
 
+class CrashAtStep(Callback):
+    """Every rank raises after ``step`` steps, as a killed job would stop (the checkpoint stays behind)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer: Any, batch: Any, out: Any) -> None:
+        if trainer.state.step >= self.step:
+            raise RuntimeError(f"crash at step {trainer.state.step}")
+
+
 class FreezeWeights(Callback):
     """The optimizer's step does nothing: the model keeps its initial weights for the whole run."""
 
@@ -48,19 +59,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frozen", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (nccl, one GPU per process)")
+    parser.add_argument("--strategies", nargs="+", default=sorted(STRATEGIES))
+    parser.add_argument("--eval-points", type=int, default=1)
+    parser.add_argument("--crash-at-step", type=int, default=None)
     args = parser.parse_args()
     group, device = distributed.init_from_environment(args.device)
     store = ResultStore(args.store)
     results: dict[str, dict[str, Any]] = {}
-    for name in sorted(STRATEGIES):
+    for name in args.strategies:
         config = RunConfig.create(
             dataset="npz", data_root=args.data_root, model="mlp", strategy=name, seed=args.seed,
             val_fraction=0.1, holdout_fraction=0.3,
             train={"epochs": 3, "budget": 0.3, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3,
-                   "schedule": "constant", "eval_points": 1},
+                   "schedule": "constant", "eval_points": args.eval_points},
         )
         recorder = RecordBatches()
         callbacks: list[Callback] = [recorder, FreezeWeights()] if args.frozen else [recorder]
+        if args.crash_at_step is not None:
+            callbacks.append(CrashAtStep(args.crash_at_step))
         run = run_experiment(config, store, device=str(device), progress_bar=False, callbacks=callbacks)
         if group.is_main:
             results[name] = {"batches": recorder.batches, "selections": store.selections(run.run_id),

@@ -26,13 +26,17 @@ from coreselect.strategies import STRATEGIES
 JOB = Path(__file__).with_name("ddp_job.py")
 
 
-def _job(nproc: int, data_root: Path, store: Path, out: Path, *extra: str) -> dict[str, dict[str, Any]]:
+def _job(nproc: int, data_root: Path, store: Path, out: Path, *extra: str,
+         expect_failure: bool = False) -> dict[str, dict[str, Any]]:
     command = [sys.executable, str(JOB)] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(JOB)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same kernels in both jobs: one thread per process
     done = subprocess.run([*command, "--data-root", str(data_root), "--store", str(store), "--out", str(out), *extra],
                           env=env, capture_output=True, text=True, timeout=900)
     errors = [line for line in done.stderr.splitlines() if "Error" in line or "error:" in line]
+    if expect_failure:
+        assert done.returncode != 0 and "crash at step" in done.stderr
+        return {}
     assert done.returncode == 0, "\n".join(errors[-20:]) or done.stderr[-4000:]
     return torch.load(out, weights_only=False)
 
@@ -112,6 +116,24 @@ def test_two_nccl_processes_select_what_one_gpu_process_selects(tmp_path: Path) 
     for name in STRATEGIES:
         for step, ((ia, wa), (ib, wb)) in enumerate(zip(one[name]["batches"], two[name]["batches"], strict=True)):
             assert torch.equal(ia, ib) and _same_weights(wa, wb), f"{name}: batch {step} differs on GPU"
+
+
+def test_interrupted_two_process_job_resumes_exactly(tmp_path: Path) -> None:
+    """A 2-process job stopped after its third checkpoint and started again ends exactly where an
+    uninterrupted one does: same final accuracy, same batches after the resume point."""
+    data = _fashion_subset(tmp_path / "data")
+    picked = ["crest", "bayesian", "ltc"]  # stateful: region and loss windows; KFAC factors; trajectories
+    common = ("--strategies", *picked, "--eval-points", "6")
+    whole = _job(2, data, tmp_path / "whole" / "runs.db", tmp_path / "whole.pt", *common)
+    _job(2, data, tmp_path / "cut" / "runs.db", tmp_path / "cut.pt", *common, "--crash-at-step", "25",
+         expect_failure=True)
+    resumed = _job(2, data, tmp_path / "cut" / "runs.db", tmp_path / "resumed.pt", *common)
+    for name in picked:
+        assert resumed[name]["accuracy"] == whole[name]["accuracy"], name
+        tail = resumed[name]["batches"]
+        assert 0 < len(tail) < len(whole[name]["batches"]), name  # it did resume, not start again
+        for (ia, wa), (ib, wb) in zip(whole[name]["batches"][-len(tail):], tail, strict=True):
+            assert torch.equal(ia, ib) and _same_weights(wa, wb), name
 
 
 def test_world_of_one_is_the_identity() -> None:

@@ -63,10 +63,15 @@ def logit_variance_and_factor(features: Tensor, factors: KfacFactors, effective_
 
 
 def sample_logits(logits: Tensor, variance: Tensor, inv_chol_t: Tensor, samples: int,
-                  generator: torch.Generator | None = None) -> Tensor:
-    """[S, n, C] samples f + √var·L_U^{−T}ε (``inv_chol_t`` = L_U^{−T})."""
+                  generator: torch.Generator | None = None, *, within: tuple[int, int] | None = None) -> Tensor:
+    """[S, n, C] samples f + √var·L_U^{−T}ε (``inv_chol_t`` = L_U^{−T}).
+
+    ``within=(start, total)``: the n rows are rows [start, start + n) of a batch of ``total``; the noise is drawn
+    for the whole batch and these rows taken, so a shard of the batch gets the numbers the whole batch would.
+    """
     n, c = logits.shape
-    eps = torch.randn(samples, n, c, generator=generator).to(logits.device)  # float32: S·n·C values
+    start, total = (0, n) if within is None else within
+    eps = torch.randn(samples, total, c, generator=generator)[:, start : start + n].to(logits.device)  # float32
     noise = eps @ inv_chol_t.T.float().to(logits.device)  # rows: (L_U^{-T} ε)ᵀ
     return logits.float()[None] + variance.float().to(logits.device).sqrt()[None, :, None] * noise
 

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from coreselect.distributed import world
+from coreselect.distributed import local_only, world
 from coreselect.errors import InvalidInputError
 from coreselect.models.features import PenultimateFeatures
 from coreselect.models.zero_shot import load_zero_shot
@@ -78,18 +78,26 @@ class BayesianSelection(HoldoutScored):
         return self.holdout_logits[candidates.cpu()].to(inputs.device)
 
     def score(self, candidates: Tensor) -> Tensor:
-        p, ctx = self.params, self.context
-        x, y = ctx.train[candidates]
-        ctx.log.count_forward(len(candidates))
-        out = forward_in_batches(ctx.model, x, batch_size=max(len(candidates), 1), with_features=True)
+        """Scores of the candidates; in a distributed job each rank scores its contiguous part (forward, posterior
+        samples, score) and the scores are gathered."""
+        p, ctx, group = self.params, self.context, world()
+        n = len(candidates)
+        sharded = group.distributed and n >= group.size
+        start, stop = group.bounds(n) if sharded else (0, n)
+        mine = candidates[start:stop]
+        x, y = ctx.train[mine]
+        ctx.log.count_forward(n)
+        with local_only():
+            out = forward_in_batches(ctx.model, x, batch_size=max(len(mine), 1), with_features=True)
         assert out.features is not None
         if self.factors.count == 0:
             samples = out.logits[None]
         else:
             variance, inv_chol_t = logit_variance_and_factor(out.features, self.factors, p.effective_data,
                                                              p.prior_precision)
-            samples = sample_logits(out.logits, variance, inv_chol_t, p.samples, self.generator)
-        return bayesian_score(samples, self.validation_logits(candidates, x), y.to(samples.device), p.alpha)
+            samples = sample_logits(out.logits, variance, inv_chol_t, p.samples, self.generator, within=(start, n))
+        scores = bayesian_score(samples, self.validation_logits(mine, x), y.to(samples.device), p.alpha)
+        return group.gather_parts(scores, n) if sharded else scores
 
     def observe(self, batch: Batch, out: StepOutput) -> None:
         assert self._features is not None and self._features.value is not None

@@ -9,6 +9,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from coreselect.distributed import world
 from coreselect.errors import InvalidInputError
 from coreselect.matching import nonnegative_omp
 from coreselect.signals import forward_in_batches, last_layer_gradients, logit_gradients
@@ -67,17 +68,18 @@ class GradMatch(PeriodicSelection):
         targets = ctx.train.targets.cpu()
         classes = torch.unique(targets)
         quotas = class_quotas(torch.stack([(targets == c).sum() for c in classes]), k, proportional=True)
-        indices, weights = [], []
-        for c, quota in zip(classes, quotas.tolist(), strict=True):
-            if quota == 0:
-                continue
+        problems = [(c, quota) for c, quota in zip(classes, quotas.tolist(), strict=True) if quota > 0]
+
+        def solve(problem: tuple[Tensor, int]) -> tuple[Tensor, Tensor]:
+            c, quota = problem
             members = torch.nonzero(targets == c).squeeze(1)
             grads = _last_layer_grads(ctx, *ctx.train[members])
             result = nonnegative_omp(grads, self._target(grads.mean(0), quota, c.view(1)), quota, lam=p.lam)
             keep = (result.weights > 0).cpu()
-            indices.append(members[result.indices.cpu()[keep]])
-            weights.append(result.weights.cpu()[keep])
-        return torch.cat(indices), torch.cat(weights)
+            return members[result.indices.cpu()[keep]], result.weights.cpu()[keep]
+
+        solved = world().share_work(solve, problems)  # one OMP per class, classes dealt across ranks
+        return torch.cat([i for i, _ in solved]), torch.cat([w for _, w in solved])
 
     def _per_batch(self, k: int) -> tuple[Tensor, Tensor]:
         """Atoms are the mean last-layer gradients of a random partition into mini-batches."""
