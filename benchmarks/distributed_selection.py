@@ -1,7 +1,7 @@
 """Selection wall-clock with 1 and 2 data-parallel processes on CPU (gloo), side by side.
 
 Each strategy trains the same configuration (Fashion-MNIST / LeNet, validation 10 %, holdout 50 %, budget
-10 % of 3 epochs) three times through the command line, each time into a fresh store: one process with one
+10 % of 3 epochs, AdamW 1e-3) three times through the command line, each time into a fresh store: one process with one
 thread, one process with two threads (the same cores as the 2-process job, in the usual way), and
 ``coreselect train --nproc 2`` (torchrun, one thread per process). It prints rank 0's selection seconds,
 the training seconds and the final accuracy of each, and the selection speed-up of two processes over one.

@@ -125,8 +125,9 @@ def test_interrupted_two_process_job_resumes_exactly(tmp_path: Path) -> None:
     picked = ["crest", "bayesian", "ltc"]  # stateful: region and loss windows; KFAC factors; trajectories
     common = ("--strategies", *picked, "--eval-points", "6")
     whole = _job(2, data, tmp_path / "whole" / "runs.db", tmp_path / "whole.pt", *common)
-    _job(2, data, tmp_path / "cut" / "runs.db", tmp_path / "cut.pt", *common, "--crash-at-step", "25",
-         expect_failure=True)
+    for name in picked:  # the crash ends the job: one job per strategy
+        _job(2, data, tmp_path / "cut" / "runs.db", tmp_path / "cut.pt", "--strategies", name, "--eval-points", "6",
+             "--crash-at-step", "25", expect_failure=True)
     resumed = _job(2, data, tmp_path / "cut" / "runs.db", tmp_path / "resumed.pt", *common)
     for name in picked:
         assert resumed[name]["accuracy"] == whole[name]["accuracy"], name
@@ -134,6 +135,29 @@ def test_interrupted_two_process_job_resumes_exactly(tmp_path: Path) -> None:
         assert 0 < len(tail) < len(whole[name]["batches"]), name  # it did resume, not start again
         for (ia, wa), (ib, wb) in zip(whole[name]["batches"][-len(tail):], tail, strict=True):
             assert torch.equal(ia, ib) and _same_weights(wa, wb), name
+
+
+def test_train_nproc_2_runs_one_job_and_reports_once(tmp_path: Path) -> None:
+    data = _fashion_subset(tmp_path / "data")
+    store = tmp_path / "runs.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "coreselect", "train", "--dataset", "npz", "--data-root", str(data), "--model", "mlp",
+         "--strategy", "craig", "--budget", "0.2", "--epochs", "2", "--eval-points", "2", "--store", str(store),
+         "--no-progress", "--nproc", "2"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("test accuracy") == 1  # rank 0 reports; the other rank is silent
+    from coreselect.experiments import ResultStore
+
+    (run,) = ResultStore(store).runs(status="done")
+    assert len(ResultStore(store).evaluations(run.run_id)) == 2  # evaluations once per job, not per rank
+    assert not (tmp_path / "runs.db.checkpoints" / f"{run.run_id}.pt").exists()
+
+
+def test_nproc_below_one_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "coreselect", "train", "--nproc", "0", "--store",
+                           str(tmp_path / "r.db")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--nproc must be a positive number" in done.stderr
 
 
 def test_world_of_one_is_the_identity() -> None:
