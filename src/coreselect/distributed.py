@@ -51,6 +51,10 @@ class World:
         """Sizes of the ``size`` contiguous parts of ``n`` rows, in rank order (they differ by at most one)."""
         return [n // self.size + (r < n % self.size) for r in range(self.size)]
 
+    def splits(self, n: int) -> bool:
+        """Whether ``n`` rows are split across ranks: a distributed job, and at least one row per rank."""
+        return self.distributed and n >= self.size
+
     def bounds(self, n: int) -> tuple[int, int]:
         """[start, stop) of this rank's part of ``n`` rows."""
         sizes = self.part_sizes(n)

@@ -34,7 +34,7 @@ def forward_in_batches(
     call it with the same ``inputs``: each forwards ``1/size`` of the rows, and the outputs are gathered.
     """
     group = world()
-    if group.distributed and inputs.shape[0] >= group.size:
+    if group.splits(inputs.shape[0]):
         n = inputs.shape[0]
         start, stop = group.bounds(n)
         part = _forward(model, inputs[start:stop], batch_size, with_features, train_mode)

@@ -82,7 +82,7 @@ class BayesianSelection(HoldoutScored):
         samples, score) and the scores are gathered."""
         p, ctx, group = self.params, self.context, world()
         n = len(candidates)
-        sharded = group.distributed and n >= group.size
+        sharded = group.splits(n)
         start, stop = group.bounds(n) if sharded else (0, n)
         mine = candidates[start:stop]
         x, y = ctx.train[mine]

@@ -171,18 +171,20 @@ class Trainer:
         self._set_learning_rate()
         if self.world.distributed:
             logits, losses, loss = self._forward_distributed(batch)
+            value = float(batch.weighted_mean(losses))  # the whole batch's loss, the same on every rank
         else:
             x, y = self.train_data[batch.indices]
             self.model.train()
             logits = self.network(x)
             losses = per_example_losses(logits, y)
             loss = batch.weighted_mean(losses)
-        if not torch.isfinite(loss):
-            self._stop_on_non_finite(float(loss.detach()))
+            value = float(loss.detach())
+        if not math.isfinite(value):  # every rank sees the same value: all stop together
+            self._stop_on_non_finite(value)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        s.loss_sum += float(batch.weighted_mean(losses.detach()))
+        s.loss_sum += value
         s.loss_count += 1
         return StepOutput(step=s.step, logits=logits.detach(), losses=losses.detach())
 
@@ -198,10 +200,8 @@ class Trainer:
         local_losses = per_example_losses(local_logits, y)
         weighted = local_losses if part.weights is None else local_losses * part.weights.to(local_losses.device)
         loss = weighted.sum() * (self.world.size / len(batch))
-        logits = self.world.gather_parts(local_logits.detach(), len(batch))
-        losses = self.world.gather_parts(local_losses.detach(), len(batch))
-        if not torch.isfinite(batch.weighted_mean(losses)):  # every rank sees the whole batch: all stop together
-            return logits, losses, batch.weighted_mean(losses)
+        logits = self.world.gather_parts(local_logits, len(batch))
+        losses = self.world.gather_parts(local_losses, len(batch))
         return logits, losses, loss
 
     def _set_learning_rate(self) -> None:
