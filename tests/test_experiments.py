@@ -119,8 +119,8 @@ def test_noisy_share_of_back_propagated_examples_for_online_strategies(npz_root:
 
     store = ResultStore(tmp_path / "runs.db")
     config = RunConfig.create(dataset="npz", data_root=str(npz_root), model="mlp", strategy="train-loss",
-                              label_noise=0.3, params={"candidates": 40, "selected": 8},
-                              train={"epochs": 3, "budget": 0.2, "eval_points": 2})
+                              label_noise=0.3, params={"selection_ratio": 0.2},
+                              train={"epochs": 3, "budget": 0.2, "eval_points": 2, "batch_size": 8})
     capture = Capture()
     run = run_experiment(config, store, callbacks=[capture], progress_bar=False)
     mask = load_splits(config).train.noise_mask

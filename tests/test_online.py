@@ -81,8 +81,10 @@ def _context(n: int = 400) -> Context:
 
 def test_grad_norm_importance_sampling_is_unbiased() -> None:
     ctx = _context()
-    strategy = create_strategy("grad-norm-is", candidates=10, selected=4)
+    ctx.budget = Budget(0.1, 10, len(ctx.train), 4)  # n_b = the batch size, n_B = 4 / 0.4 = 10
+    strategy = create_strategy("grad-norm-is", selection_ratio=0.4)
     strategy.setup(ctx)
+    assert strategy.candidate_count == 10
     candidates = torch.arange(10)
     norms = torch.linspace(0.1, 2.0, 10)
     strategy.score = lambda c: norms  # fixed per-candidate gradient norms
@@ -111,9 +113,9 @@ def test_holdout_split_and_online_runs(npz_root: Path, tmp_path: Path) -> None:
 
     store = ResultStore(tmp_path / "runs.db")
     common = {"dataset": "npz", "data_root": str(npz_root), "model": "mlp", "seed": 0, "holdout_fraction": 0.5,
-              "train": {"epochs": 3, "budget": 0.1, "eval_points": 3}}
+              "train": {"epochs": 3, "budget": 0.1, "eval_points": 3, "batch_size": 4}}
     for name in ("rho-loss", "irreducible-loss", "bayesian"):
-        run = run_experiment(RunConfig.create(strategy=name, params={"candidates": 40, "selected": 4}, **common),
+        run = run_experiment(RunConfig.create(strategy=name, **common),
                              store, progress_bar=False)
         assert run.test_accuracy is not None
         assert (run.selection_forward_examples > 0) == (name != "irreducible-loss")  # IL is looked up by index
@@ -131,12 +133,12 @@ def test_bayesian_with_a_local_zero_shot_checkpoint(tmp_path: Path) -> None:
     torch.save(torch.randn(4, 6), tmp_path / "class_embeddings.pt")
     x, y = make_blobs(400, seed=7)
     data = InMemoryDataset(torch.from_numpy(x), torch.from_numpy(y), 4)
-    strategy = create_strategy("bayesian", validation="zero_shot", zero_shot_path=str(tmp_path), candidates=40,
-                               selected=8, samples=16)
+    strategy = create_strategy("bayesian", validation="zero_shot", zero_shot_path=str(tmp_path),
+                               selection_ratio=0.2, samples=16)
     assert strategy.proxy_request() is None
     torch.manual_seed(0)
     result = Trainer(create_model("mlp", (1, 8, 8), 4), strategy, data, data,
-                     TrainConfig(epochs=5, budget=0.2, eval_points=1), progress_bar=False).fit()
+                     TrainConfig(epochs=5, budget=0.2, eval_points=1, batch_size=8), progress_bar=False).fit()
     assert strategy.factors.count == result.steps and result.test_accuracy > 0.5
     with pytest.raises(Exception, match="missing"):
         create_strategy("bayesian", validation="zero_shot", zero_shot_path=str(tmp_path / "nowhere")).setup(

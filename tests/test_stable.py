@@ -94,7 +94,7 @@ def test_sigma_zero_gives_m_copies_and_the_plain_minibatch_coresets() -> None:
     selection = strategy.reselect(ctx.budget.epoch_examples)
     g = torch.Generator()
     g.set_state(state)
-    subsets = stratified_subsets(torch.arange(400), ctx.train.targets, 0.2, 5, g)  # the same draws
+    subsets = stratified_subsets(torch.arange(400), ctx.train.targets, 80, 5, g)  # the same draws (0.2 of 400)
     expected, weights = [], []
     for s in subsets:  # CRAIG within each random subset: per-class facility location on plain proxies
         with torch.no_grad():

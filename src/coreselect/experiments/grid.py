@@ -37,6 +37,9 @@ from coreselect.strategies.registry import STRATEGIES
 from coreselect.validation import validated
 
 
+FRONTIER_BUDGETS = (0.1, 0.2, 0.3, 0.5)  # random's budgets on the wall-clock frontier (full data closes it)
+
+
 class StrategyEntry(BaseModel):
     """A strategy with non-default parameters (a bare name in the file means the defaults)."""
 
@@ -69,6 +72,8 @@ class Grid(BaseModel):
     gradient_error_strategies: list[str] = Field(default_factory=lambda: ["craig", "gradmatch", "glister", "crest",
                                                                           "stable"],
                                                  description="strategies whose gradient error is recorded")
+    frontier: bool = Field(False, description="add random's wall-clock frontier: random at budgets "
+                           f"{', '.join(f'{b:g}' for b in FRONTIER_BUDGETS)} and full data, per setting and seed")
 
 
 class BenchSpec(BaseModel):
@@ -141,13 +146,16 @@ def expand(spec: BenchSpec) -> list[PlannedRun]:
     ordered by setting, then seed, so that an interrupted benchmark leaves whole comparisons behind."""
     planned: dict[str, PlannedRun] = {}
     for grid in spec.grids:
-        entries = [StrategyEntry(name=s) if isinstance(s, str) else s for s in grid.strategies]
-        for entry in entries:
+        entries = [(StrategyEntry(name=s) if isinstance(s, str) else s, budget)
+                   for s in grid.strategies for budget in grid.budgets]
+        for entry, _ in entries:
             if entry.name not in STRATEGIES:
                 raise UnknownNameError("strategy", entry.name, STRATEGIES)
-        axes = itertools.product(grid.datasets, grid.models, grid.label_noise, grid.imbalance, grid.seeds, entries,
-                                 grid.budgets)
-        for dataset, model, noise, imbalance, seed, entry, budget in axes:
+        if grid.frontier:
+            entries += [(StrategyEntry(name="random"), b) for b in FRONTIER_BUDGETS]
+            entries.append((StrategyEntry(name="full"), 1.0))
+        axes = itertools.product(grid.datasets, grid.models, grid.label_noise, grid.imbalance, grid.seeds, entries)
+        for dataset, model, noise, imbalance, seed, (entry, budget) in axes:
             config = RunConfig.create(dataset=dataset, data_root=grid.data_root, model=model, strategy=entry.name,
                                       params=entry.params, seed=seed, val_fraction=grid.val_fraction,
                                       label_noise=noise, noise_kind=grid.noise_kind, imbalance=imbalance,
@@ -188,7 +196,7 @@ def _run_one(config_json: str, store_path: str, device: str, gradient_error: int
 def run_grid(runs: list[PlannedRun], store: ResultStore, *, jobs: int = 1, device: str = "auto",
              on_outcome: Callable[[RunOutcome], None] | None = None) -> list[RunOutcome]:
     """Run every planned run not finished in ``store``; ``jobs`` processes at a time, each with an equal share
-    of the CPU threads. A run that fails with a user error is reported and the others go on."""
+    of the cores this process may run on. A run that fails with a user error is reported and the others go on."""
     if jobs < 1:
         raise InvalidInputError(f"jobs must be at least 1, got {jobs}")
     outcomes: list[RunOutcome] = []
@@ -205,7 +213,7 @@ def run_grid(runs: list[PlannedRun], store: ResultStore, *, jobs: int = 1, devic
             record(RunOutcome(run, stored.test_accuracy, skipped=True))
         else:
             pending.append(run)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, len(os.sched_getaffinity(0)) // jobs)  # the cores this process may use (taskset, cgroups)
     if jobs == 1:
         for run in pending:
             accuracy, error = _run_one(run.config.model_dump_json(), str(store.path), device, run.gradient_error,

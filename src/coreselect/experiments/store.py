@@ -18,7 +18,9 @@ from filelock import FileLock
 from coreselect.experiments.config import RunConfig
 from coreselect.train.trainer import EvalRecord, TrainResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added after version 1: (name, SQL type); a store of an earlier version gains them when opened.
+ADDED_COLUMNS = {2: [("forward_s_per_example", "REAL")]}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -43,7 +45,8 @@ CREATE TABLE IF NOT EXISTS runs (
     selection_s REAL,
     training_s REAL,
     evaluation_s REAL,
-    message TEXT
+    message TEXT,
+    forward_s_per_example REAL
 );
 CREATE TABLE IF NOT EXISTS evaluations (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
@@ -90,11 +93,19 @@ class StoredRun:
     examples: int | None
     selection_forward_examples: int | None
     message: str | None
+    forward_s_per_example: float | None = None
 
     @property
     def learning_s(self) -> float:
         """Selection plus training wall-clock: the cost of the method."""
         return (self.selection_s or 0.0) + (self.training_s or 0.0)
+
+    @property
+    def forward_floor_s(self) -> float | None:
+        """The cost floor of the run's selection: its forwarded examples × one no-grad forward per example."""
+        if self.forward_s_per_example is None:
+            return None
+        return (self.selection_forward_examples or 0) * self.forward_s_per_example
 
 
 def _now() -> str:
@@ -110,9 +121,14 @@ class ResultStore:
         # creating the file and switching it to WAL must not race with another process doing the same
         with FileLock(self.path.parent / f"{self.path.name}.lock"), self._connect() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise RuntimeError(f"{self.path} has schema version {version}; this coreselect reads {SCHEMA_VERSION}")
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path} has schema version {version}; this coreselect reads "
+                                   f"{SCHEMA_VERSION} and earlier: upgrade coreselect")
             db.executescript(SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            for name, kind in (column for columns in ADDED_COLUMNS.values() for column in columns):
+                if name not in present:  # a store written by an earlier version
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
@@ -153,9 +169,10 @@ class ResultStore:
             db.execute(
                 """UPDATE runs SET status = 'done', finished_at = ?, test_accuracy = ?, test_loss = ?, steps = ?,
                        examples = ?, selection_forward_examples = ?, selection_s = ?, training_s = ?,
-                       evaluation_s = ?, message = NULL WHERE run_id = ?""",
+                       evaluation_s = ?, forward_s_per_example = ?, message = NULL WHERE run_id = ?""",
                 (_now(), result.test_accuracy, result.test_loss, result.steps, result.examples,
-                 result.selection_forward_examples, t.selection, t.training, t.evaluation, config.run_id),
+                 result.selection_forward_examples, t.selection, t.training, t.evaluation,
+                 result.forward_s_per_example, config.run_id),
             )
             db.execute("DELETE FROM evaluations WHERE run_id = ?", (config.run_id,))
             db.executemany(
@@ -182,7 +199,8 @@ class ResultStore:
         with self._connect() as db:
             rows = db.execute(
                 f"""SELECT run_id, status, config, test_accuracy, selection_s, training_s, evaluation_s, steps,
-                           examples, selection_forward_examples, message FROM runs {where} ORDER BY created_at""",
+                           examples, selection_forward_examples, message, forward_s_per_example FROM runs {where}
+                    ORDER BY created_at""",
                 args,
             ).fetchall()
         return [StoredRun(r[0], r[1], RunConfig.model_validate_json(r[2]), *r[3:]) for r in rows]

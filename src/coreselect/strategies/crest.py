@@ -27,24 +27,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor
 
 from coreselect.signals import forward_in_batches, gradient_and_hessian_diagonal, logit_gradients, per_example_losses
 from coreselect.strategies.base import SeededStrategy
-from coreselect.strategies.minibatch_coresets import minibatch_coresets, stratified_subsets
+from coreselect.strategies.minibatch_coresets import SubsetParams, minibatch_coresets, stratified_subsets
 from coreselect.strategies.protocol import Batch, Context, StepOutput
 from coreselect.strategies.registry import register
 
 COMPONENTS = ("select", "approximate", "check")
 
 
-class CrestParams(BaseModel):
+class CrestParams(SubsetParams):
     """CREST's settings; defaults follow the official code's ``utils/arguments.py``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    random_subset_size: float = Field(0.01, gt=0, le=1, description="each random subset: this share of the pool")
     num_coresets: int = Field(5, ge=1, description="P, mini-batch coresets of the first region")
     check_interval: int = Field(1, ge=1, description="T₁ of the first region, in steps")
     batch_num_mul: float = Field(5.0, gt=0, description="b: P = min(b·T₁, steps per epoch)")
@@ -172,8 +169,9 @@ class Crest(SeededStrategy):
         ctx = self.context
         start = time.perf_counter()
         self._maybe_drop()
-        subsets = stratified_subsets(torch.nonzero(self.pool).squeeze(1), ctx.train.targets,
-                                     self.params.random_subset_size, self.num_coresets, self.generator)
+        pool = torch.nonzero(self.pool).squeeze(1)
+        subsets = stratified_subsets(pool, ctx.train.targets, self.params.subset_size(len(pool), ctx.batch_size),
+                                     self.num_coresets, self.generator)
         union = torch.cat(subsets)
         out = forward_in_batches(ctx.model, ctx.train.inputs[union.to(ctx.train.device)])
         ctx.log.count_forward(len(union))
@@ -277,7 +275,7 @@ class Crest(SeededStrategy):
             return
         self.last_drop_epoch = epoch
         self.pool = drop_learned(self.pool, self.loss_table, self.context.train.targets.cpu(), p.drop_thresh,
-                                 minimum_per_class=math.ceil(p.random_subset_size * int(self.pool.sum())
+                                 minimum_per_class=math.ceil(p.subset_size(int(self.pool.sum()), self.context.batch_size)
                                                              / self.context.train.num_classes),
                                  minimum_pool=self.min_pool)
         self.loss_table.fill_(-1.0)

@@ -1,7 +1,9 @@
 """Mini-batch coresets from random subsets (CREST, and stable coresets built on it).
 
-Each of P class-stratified random subsets of the pool yields one weighted coreset of about a mini-batch:
-per-class facility location on the subset's gradient proxies, weights = cluster sizes within the subset.
+Each of P class-stratified random subsets of the pool yields one weighted coreset of a mini-batch (the run's
+batch size): per-class facility location on the subset's gradient proxies, weights = cluster sizes within the
+subset. A subset holds ``random_subset_size`` of the pool but at least ``min_subset_batches`` mini-batches, so
+that on small data a coreset is still a choice and training sees full batches.
 The union of the P coresets, weights normalised to mean 1, is what training draws batches from. The P problems
 are independent: in a distributed job they are dealt across ranks.
 """
@@ -11,19 +13,34 @@ from __future__ import annotations
 import math
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from coreselect.distributed import world
 from coreselect.submodular import normalise_weights, per_class_facility_location
 
 
-def stratified_subsets(pool: Tensor, targets: Tensor, fraction: float, count: int,
+class SubsetParams(BaseModel):
+    """The random subsets mini-batch coresets are selected from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    random_subset_size: float = Field(0.01, gt=0, le=1, description="each random subset: this share of the pool")
+    min_subset_batches: float = Field(2.0, ge=1, description="each random subset: at least this many mini-batches")
+
+    def subset_size(self, pool: int, batch_size: int) -> int:
+        """Points per random subset for a pool of ``pool`` examples."""
+        return min(pool, max(math.ceil(self.random_subset_size * pool), math.ceil(self.min_subset_batches
+                                                                                   * batch_size)))
+
+
+def stratified_subsets(pool: Tensor, targets: Tensor, size: int, count: int,
                        generator: torch.Generator) -> list[Tensor]:
-    """``count`` random subsets of the ``pool`` indices, each ⌈fraction·|pool|/C⌉ per class without replacement
+    """``count`` random subsets of the ``pool`` indices, each ⌈size/C⌉ per class without replacement
     (a class with fewer members gives all of them)."""
     targets = targets.cpu()
     classes = torch.unique(targets[pool])
-    per_class = math.ceil(fraction * len(pool) / len(classes))
+    per_class = math.ceil(size / len(classes))
     members = [pool[targets[pool] == c] for c in classes]
     return [
         torch.cat([g[torch.randperm(len(g), generator=generator)[:per_class]] for g in members])

@@ -1,5 +1,7 @@
 """Online batch selection: every step draws n_B candidates from a shuffled pass over the training set,
 scores them with one no-grad forward (eval mode), and trains on the best n_b (RHO-LOSS's protocol).
+n_b is the run's batch size, as for every other strategy (batch size is a training setting, not a property
+of a method); n_B = n_b / ``selection_ratio`` (0.1 by default: the papers' 32 of 320 is ``--batch-size 32``).
 
 uniform, train-loss (highest CE), grad-norm (highest ‖p − y‖₂), grad-norm-is (n_b drawn with replacement,
 q ∝ ‖p − y‖₂, weights 1/(n_B·q) so that the batch gradient is unbiased), irreducible-loss (lowest loss
@@ -25,12 +27,13 @@ from coreselect.strategies.registry import register
 
 
 class OnlineParams(BaseModel):
-    """Candidate and selected batch sizes (RHO-LOSS and Bayesian data selection use 320 and 32)."""
+    """How many candidates a step scores: n_B = batch size / ``selection_ratio`` (RHO-LOSS and Bayesian data
+    selection use 32 of 320)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    candidates: int = Field(320, ge=1, description="n_B, candidates scored per step")
-    selected: int = Field(32, ge=1, description="n_b, examples trained on per step")
+    selection_ratio: float = Field(0.1, gt=0, le=1, description="n_b / n_B: the run's batch size over the "
+                                   "candidates scored per step")
 
 
 class OnlineSelection(SeededStrategy):
@@ -40,16 +43,24 @@ class OnlineSelection(SeededStrategy):
     params: OnlineParams
 
     def __init__(self, params: OnlineParams) -> None:
-        if params.selected > params.candidates:
-            raise InvalidInputError(f"selected ({params.selected}) must not exceed candidates ({params.candidates})")
         super().__init__()
         self.params = params
         self.order = torch.zeros(0, dtype=torch.long)
         self.cursor = 0
 
+    @property
+    def selected(self) -> int:
+        """n_b: the run's batch size."""
+        return self.context.batch_size
+
+    @property
+    def candidate_count(self) -> int:
+        """n_B = n_b / selection_ratio, at most the training set."""
+        return min(round(self.selected / self.params.selection_ratio), len(self.context.train))
+
     def candidates(self) -> Tensor:
         """The next n_B indices of the shuffled pass (a new pass when this one runs out)."""
-        n, size = len(self.context.train), min(self.params.candidates, len(self.context.train))
+        n, size = len(self.context.train), self.candidate_count
         if self.cursor + size > len(self.order):
             self.order, self.cursor = torch.randperm(n, generator=self.generator), 0
         chosen = self.order[self.cursor : self.cursor + size]
@@ -64,7 +75,7 @@ class OnlineSelection(SeededStrategy):
     def choose(self, candidates: Tensor) -> tuple[Tensor, Tensor | None]:
         """The n_b highest-scoring candidates (no weights)."""
         scores = self.score(candidates)
-        top = torch.topk(scores.cpu(), min(self.params.selected, len(candidates))).indices
+        top = torch.topk(scores.cpu(), min(self.selected, len(candidates))).indices
         return candidates[top], None
 
     def score(self, candidates: Tensor) -> Tensor:
@@ -96,7 +107,7 @@ class Uniform(OnlineSelection):
         super().__init__(params or OnlineParams())
 
     def choose(self, candidates: Tensor) -> tuple[Tensor, Tensor | None]:
-        return candidates[: self.params.selected], None  # the stream is already shuffled
+        return candidates[: self.selected], None  # the stream is already shuffled
 
 
 @register("train-loss", family="online", params=OnlineParams, summary="the n_b candidates of highest loss")
@@ -129,7 +140,7 @@ class GradNormIS(GradNorm):
 
     def choose(self, candidates: Tensor) -> tuple[Tensor, Tensor | None]:
         q = importance_probabilities(self.score(candidates).cpu())
-        drawn = torch.multinomial(q, self.params.selected, replacement=True, generator=self.generator)
+        drawn = torch.multinomial(q, self.selected, replacement=True, generator=self.generator)
         return candidates[drawn], 1.0 / (len(candidates) * q[drawn])
 
 

@@ -17,12 +17,12 @@ from pydantic import Field
 from coreselect.models.posterior import PerturbTarget, perturbed
 from coreselect.signals import forward_in_batches, logit_gradients
 from coreselect.strategies.epochs import Selection
-from coreselect.strategies.minibatch_coresets import minibatch_coresets, stratified_subsets
+from coreselect.strategies.minibatch_coresets import SubsetParams, minibatch_coresets, stratified_subsets
 from coreselect.strategies.periodic import PeriodicParams, PeriodicSelection
 from coreselect.strategies.registry import register
 
 
-class StableParams(PeriodicParams):
+class StableParams(PeriodicParams, SubsetParams):
     """Stable coresets' settings; defaults follow the official code's README example."""
 
     sigma: float = Field(0.01, ge=0, description="posterior standard deviation σ")
@@ -30,7 +30,6 @@ class StableParams(PeriodicParams):
     perturb: PerturbTarget = Field("auto", description="norm (official), all, last, or auto: norm if the model "
                                    "has normalisation layers, else all")
     last_layers: int = Field(1, ge=1, description="with perturb=last: how many parameterised layers")
-    random_subset_size: float = Field(0.01, gt=0, le=1, description="each random subset: this share of the data")
 
 
 @register("stable", family="adaptive", params=StableParams,
@@ -47,8 +46,8 @@ class Stable(PeriodicSelection):
     def reselect(self, k: int) -> Selection:
         p, ctx = self.params, self.context
         m = ctx.batch_size
-        subsets = stratified_subsets(torch.arange(len(ctx.train)), ctx.train.targets, p.random_subset_size,
-                                     max(1, -(-k // m)), self.generator)
+        subsets = stratified_subsets(torch.arange(len(ctx.train)), ctx.train.targets,
+                                     p.subset_size(len(ctx.train), m), max(1, -(-k // m)), self.generator)
         proxies = torch.cat([self.smoothed_proxies(subset) for subset in subsets])
         targets = torch.cat([ctx.train.targets[s.to(ctx.train.device)].cpu() for s in subsets])
         indices, weights = minibatch_coresets(proxies, subsets, targets, m)

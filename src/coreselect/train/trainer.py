@@ -29,6 +29,7 @@ from coreselect.train.callbacks import Callback
 from coreselect.train.checkpoint import load_checkpoint, save_checkpoint
 from coreselect.train.config import TrainConfig
 from coreselect.train.evaluation import evaluate
+from coreselect.train.forward_cost import forward_seconds_per_example
 from coreselect.train.schedule import make_optimizer, set_learning_rate
 from coreselect.train.timing import Timings
 
@@ -59,6 +60,7 @@ class TrainResult:
     history: list[EvalRecord]
     selections: list[SelectionRound]
     resumed_from_step: int | None = None
+    forward_s_per_example: float | None = None  # the cost floor of selection (one no-grad forward per example)
 
 
 @dataclass
@@ -69,6 +71,7 @@ class _Progress:
     loss_count: int = 0
     timings: Timings = field(default_factory=Timings)
     history: list[EvalRecord] = field(default_factory=list)
+    forward_s_per_example: float | None = None
 
 
 class Trainer:
@@ -142,6 +145,7 @@ class Trainer:
                 "examples": s.examples,
                 "timings": s.timings.as_dict(),
                 "history": [asdict(r) for r in s.history],
+                "forward_s_per_example": s.forward_s_per_example,
             },
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -160,6 +164,7 @@ class Trainer:
             examples=p["examples"],
             timings=Timings(**p["timings"]),
             history=[EvalRecord(**r) for r in p["history"]],
+            forward_s_per_example=p.get("forward_s_per_example"),
         )
         torch.set_rng_state(ckpt["torch_rng"])
         if ckpt["cuda_rng"] and torch.cuda.is_available():
@@ -249,10 +254,14 @@ class Trainer:
         """Train until the budget is spent, resuming from the checkpoint if one exists."""
         resumed_from = None
         ckpt = load_checkpoint(self.checkpoint_path) if self.checkpoint_path is not None else None
+        # the cost floor, outside the timed sections and before a strategy hooks into the model
+        probe = forward_seconds_per_example(self.model, self.train_data, batch_size=self.config.eval_batch_size)
         self.strategy.setup(self.context)
         if ckpt is not None:
             self._restore(ckpt)
             resumed_from = self.state.step
+        if self.state.forward_s_per_example is None:  # a resumed run keeps the value it measured first
+            self.state.forward_s_per_example = probe
         for cb in self.callbacks:
             cb.on_train_begin(self)
         s, total = self.state, self.budget.total_examples
@@ -291,6 +300,7 @@ class Trainer:
             history=list(s.history),
             selections=list(self.context.log.rounds),
             resumed_from_step=resumed_from,
+            forward_s_per_example=s.forward_s_per_example,
         )
         for cb in self.callbacks:
             cb.on_train_end(self, result)
