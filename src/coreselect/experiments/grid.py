@@ -36,7 +36,6 @@ from coreselect.experiments.store import ResultStore
 from coreselect.strategies.registry import STRATEGIES
 from coreselect.validation import validated
 
-
 FRONTIER_BUDGETS = (0.1, 0.2, 0.3, 0.5)  # random's budgets on the wall-clock frontier (full data closes it)
 
 

@@ -274,9 +274,9 @@ class Crest(SeededStrategy):
         if not p.drop_learned or epoch - self.last_drop_epoch < p.drop_interval:
             return
         self.last_drop_epoch = epoch
+        subset = p.subset_size(int(self.pool.sum()), self.context.batch_size)
         self.pool = drop_learned(self.pool, self.loss_table, self.context.train.targets.cpu(), p.drop_thresh,
-                                 minimum_per_class=math.ceil(p.subset_size(int(self.pool.sum()), self.context.batch_size)
-                                                             / self.context.train.num_classes),
+                                 minimum_per_class=math.ceil(subset / self.context.train.num_classes),
                                  minimum_pool=self.min_pool)
         self.loss_table.fill_(-1.0)
 
