@@ -145,6 +145,9 @@ window.addEventListener("load", () => {
   const images = Array.from(document.images);
   const broken = images.filter(i => !i.complete || i.naturalWidth === 0).length;
   document.body.setAttribute("data-images", images.length + "/" + broken);
+  const right = s => Math.ceil(document.querySelector(s).getBoundingClientRect().right);
+  document.body.setAttribute("data-layout", [window.innerWidth, document.documentElement.scrollWidth,
+    right(".answer table"), right("img.report-plot")].join("/"));  // the first plot: the frontier
 });
 </script></body>"""
 
@@ -154,7 +157,7 @@ def _render(page: Path) -> tuple[str, str]:
     assert CHROMIUM is not None
     result = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--enable-logging=stderr",
-         "--v=0", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+         "--v=0", "--window-size=1400,1000", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout, result.stderr
@@ -172,15 +175,16 @@ def test_report_page_renders_in_headless_chromium(npz_root: Path, tmp_path: Path
     run_grid(expand(load_bench_file(grid)), store)
     written = write_report(store, tmp_path / "report", targets=[0.5, 0.9])
     page = written[1].read_text()
-    expected_plots = ["accuracy_vs_time", "accuracy_vs_examples", "relative_error", "speedup", "selection_share",
-                      "noisy_share", "class_balance"]
+    expected_plots = ["frontier", "accuracy_vs_time", "accuracy_vs_examples", "relative_error", "speedup",
+                      "selection_share", "noisy_share", "class_balance"]
     for name in expected_plots:
         assert (tmp_path / "report" / f"{name}.png").is_file()
     checked = tmp_path / "report" / "checked.html"
     checked.write_text(page.replace("</body>", IMAGE_CHECK))
     dom, log = _render(checked)
     assert _console_errors(log) == [], _console_errors(log)
-    titles = ["Comparison", "Accuracy against wall-clock", "Accuracy against back-propagated examples",
+    titles = ["Which method here?", "Against random's wall-clock frontier", "Comparison", "Cost floor",
+              "Accuracy against wall-clock", "Accuracy against back-propagated examples",
               "Relative error against full data", "Speed-up including selection cost", "Selection time share",
               "Noisy labels among the selected", "Class balance of the selections", "Time to target"]
     for title in titles:
@@ -188,6 +192,11 @@ def test_report_page_renders_in_headless_chromium(npz_root: Path, tmp_path: Path
     assert dom.count('class="report-plot"') == len(expected_plots)
     assert f'data-images="{len(expected_plots)}/0"' in dom  # every plot decoded, none broken
     assert dom.count("<table") >= 2 and "random" in dom and "craig" in dom
+    assert dom.index("Which method here?") < dom.index("Against random") < dom.index("<h2>Comparison")  # answer first
+    # at 1400 px the answer table and the frontier plot fit: nothing scrolls sideways
+    width, scroll_width, table_right, plot_right = map(int, dom.split('data-layout="')[1].split('"')[0].split("/"))
+    assert width == 1400 and scroll_width <= width and table_right <= width and plot_right <= width
+    assert dom.index('class="report-plot"') > dom.index("<h2>Against random")
     # the checks can fail: a broken image and a script error are caught
     broken = tmp_path / "report" / "broken.html"
     broken.write_text(page.replace("base64,", "base64,AAAA", 1).replace(

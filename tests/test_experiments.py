@@ -147,4 +147,4 @@ def test_time_to_target_from_the_stored_history(tmp_path: Path) -> None:
     assert reached is not None and reached.epochs == pytest.approx(3.0) and reached.seconds == pytest.approx(4.5)
     assert time_to_target(store, run, 0.95) is None
     table = time_to_target_table(store, [run], [0.6, 0.95])
-    assert "2.0 (1/1)" in table and "never" in table
+    assert "2.0 ep · 3.0 s (1/1)" in table and "never" in table

@@ -4,6 +4,10 @@ Relative error against full data is ``(acc_full − acc) / acc_full`` in percent
 against the mean accuracy of the ``full`` runs of the same setting (CREST's Table 1 convention).
 Speed-up is the full run's mean cost over the method's, the cost being selection + training wall-clock plus,
 for strategies scored by proxy runs (static coresets, irreducible-loss models), the seconds of those runs.
+
+The answer table (:func:`answer_table`) puts each method against random's wall-clock frontier
+(:mod:`coreselect.experiments.frontier`) and against its cost floor: the seconds of the no-grad forwards it
+asked for, at the per-example forward cost each run measured on its own model and data.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
+from html import escape
 
 from tabulate import tabulate
 
+from coreselect.experiments.frontier import FRONTIER_METHODS, Frontier, frontier_points, frontiers, setting_id
 from coreselect.experiments.store import ResultStore, StoredRun
+from coreselect.strategies.registry import STRATEGIES
 from coreselect.train.forgetting import FORGETTING
 from coreselect.train.gradient_error import ABSOLUTE, RELATIVE
 from coreselect.train.noisy_share import NOISY_TRAINED
@@ -39,6 +46,16 @@ class MethodSummary:
     speedup: float | None
     gradient_error: float | None = None  # mean relative gradient error of the selections, if recorded
     noisy_share: float | None = None  # mean share of corrupted labels among the selected, under label noise
+    family: str = ""  # reference, static, adaptive or online
+    time_std: float = 0.0
+    steps: float | None = None  # optimizer steps, mean over seeds
+    examples: float | None = None  # back-propagated examples, mean over seeds
+    selection_s: float = 0.0  # selection seconds (proxy runs included), mean over seeds
+    forwarded: float | None = None  # examples forwarded for selection, mean over seeds
+    forward_floor_s: float | None = None  # forwarded × the run's measured forward seconds per example, mean
+
+
+FAMILIES = ("reference", "static", "adaptive", "online")
 
 
 def _std(values: list[float]) -> float:
@@ -69,8 +86,10 @@ def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = 
         for (name, budget), rs in ordered:
             accs = [float(r.test_accuracy) for r in rs]  # type: ignore[arg-type]
             rel = [100.0 * (full_acc - a) / full_acc for a in accs] if full_acc else None
-            time_s = statistics.fmean(r.learning_s + proxy_seconds.get(r.run_id, 0.0) for r in rs)
+            times = [r.learning_s + proxy_seconds.get(r.run_id, 0.0) for r in rs]
+            time_s = statistics.fmean(times)
             selection = statistics.fmean((r.selection_s or 0.0) + proxy_seconds.get(r.run_id, 0.0) for r in rs)
+            floors = [r.forward_floor_s for r in rs]
             errors = [gradient_errors[r.run_id] for r in rs if r.run_id in gradient_errors]
             noisy = [noisy_shares[r.run_id] for r in rs if r.run_id in noisy_shares]
             rows.append(MethodSummary(
@@ -87,6 +106,13 @@ def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = 
                 speedup=full_time / time_s if full_time and time_s > 0 else None,
                 gradient_error=statistics.fmean(errors) if errors else None,
                 noisy_share=statistics.fmean(noisy) if noisy else None,
+                family=STRATEGIES[rs[0].config.strategy].family if rs[0].config.strategy in STRATEGIES else "",
+                time_std=_std(times),
+                steps=statistics.fmean(r.steps or 0 for r in rs),
+                examples=statistics.fmean(r.examples or 0 for r in rs),
+                selection_s=selection,
+                forwarded=statistics.fmean(r.selection_forward_examples or 0 for r in rs),
+                forward_floor_s=None if None in floors else statistics.fmean(f or 0.0 for f in floors),
             ))
     return rows
 
@@ -116,6 +142,131 @@ def format_table(rows: list[MethodSummary], tablefmt: str = "github") -> str:
             table[-1].append("—" if r.gradient_error is None else f"{r.gradient_error:.3f}")
         if with_noise:
             table[-1].append("—" if r.noisy_share is None else f"{100 * r.noisy_share:.1f}%")
+    return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+STEPS_TOLERANCE = 0.05  # a row whose optimizer steps differ more from random's at its budget is flagged
+
+
+@dataclass(frozen=True)
+class AnswerTable:
+    """One setting's answer to "which method should I use here?": the table and its caption."""
+
+    setting: dict
+    caption: str
+    table: str
+
+
+def answer_tables(rows: list[MethodSummary], tablefmt: str = "github") -> list[AnswerTable]:
+    """Per setting, every method sorted by test accuracy, with its family, seconds, the verdict against random's
+    wall-clock frontier, its optimizer steps (flagged ⚠ when more than 5 % off random's at the same budget),
+    its selection share and its selection seconds over its cost floor. Columns constant over a table move to
+    its caption. ``tablefmt="html"`` marks each family with a coloured badge."""
+    by_setting: dict[str, list[MethodSummary]] = defaultdict(list)
+    for row in rows:
+        by_setting[setting_id(row.setting)].append(row)
+    lines = frontiers(rows)
+    out = []
+    for key, members in by_setting.items():
+        frontier = lines.get(key)
+        random_rows = {r.budget: r for r in members if r.method == "random"}
+        html = tablefmt == "html"  # the family as a coloured badge beside the name, not a column of its own
+        headers = ["method", *([] if html else ["family"]), "budget", "seeds", "test acc (%)", "seconds",
+                   "vs random (points)", "seconds saved", "steps", "selection", "selection ÷ floor", "speed-up"]
+        table = []
+        for r in sorted(members, key=lambda r: (-r.accuracy_mean, r.time_s)):
+            gain, saved = _verdict_cells(r, frontier)
+            name = f'{escape(r.method)} <span class="family family-{r.family}">{r.family}</span>' if html else r.method
+            table.append([
+                name, *([] if html else [r.family]), f"{r.budget:g}", str(r.seeds),
+                f"{100 * r.accuracy_mean:.2f} ± {100 * r.accuracy_std:.2f}", f"{r.time_s:.1f}", gain, saved,
+                _steps_cell(r, random_rows.get(r.budget)), f"{100 * r.selection_share:.1f}%",
+                _floor_cell(r), "—" if r.speedup is None else f"{r.speedup:.2f}×"])
+        headers, table, constant = _move_constant_columns(headers, table, keep={"method", "test acc (%)", "seconds"})
+        caption = [f"{setting_label(members[0].setting)}: methods sorted by test accuracy (mean ± std over seeds); "
+                   "seconds = selection + training + proxy runs"]
+        if frontier is None:
+            caption.append("no frontier: run random at two budgets or more (grid option `frontier = true`)")
+        else:
+            random_budgets = sorted(p.budget for p in frontier_points(members)[key] if p.budget < 1)
+            budgets = ", ".join(f"{b:g}" for b in random_budgets)
+            caption.append(f"vs random: accuracy over random's wall-clock frontier (random at budgets {budgets}, "
+                           "full data) at "
+                           "the method's seconds; seconds saved: the frontier's seconds to the method's accuracy "
+                           "minus the method's (negative: random is better value)")
+        caption.append("steps ⚠: more than 5 % off random's at the same budget (random's truncated last batch of "
+                       "each epoch aside); selection ÷ floor: selection "
+                       "seconds over the seconds of the no-grad forwards the method asked for")
+        caption += constant
+        out.append(AnswerTable(members[0].setting, "; ".join(caption) + ".",
+                               tabulate(table, headers=headers, tablefmt="unsafehtml" if html else tablefmt,
+                                        disable_numparse=True)))
+    return out
+
+
+def _verdict_cells(row: MethodSummary, frontier: Frontier | None) -> tuple[str, str]:
+    if row.method in FRONTIER_METHODS:
+        return "frontier", "frontier"
+    if frontier is None:
+        return "—", "—"
+    verdict = frontier.verdict(row.time_s, row.accuracy_mean)
+    gain = "— (faster than all)" if verdict.gain is None else f"{100 * verdict.gain:+.2f}"
+    if verdict.seconds_saved is not None:
+        saved = f"{verdict.seconds_saved:+.1f} s"
+    else:
+        saved = "beyond frontier" if row.accuracy_mean > frontier.points[-1].accuracy else "below frontier"
+    return gain, saved
+
+
+def _steps_cell(row: MethodSummary, random: MethodSummary | None) -> str:
+    if row.steps is None:
+        return "—"
+    return f"{row.steps:.0f}" + (" ⚠" if random is not None and steps_off(row, random) else "")
+
+
+def steps_off(row: MethodSummary, random: MethodSummary) -> bool:
+    """Whether ``row`` took more than 5 % more or fewer optimizer steps than ``random`` at the same budget, random's
+    truncated last batch of each compressed epoch aside: its steps lie outside [every batch full, random's]."""
+    if row.steps is None or random.steps is None or not random.examples:
+        return False
+    every_batch_full = math.ceil(random.examples / row.setting["train"]["batch_size"])
+    return not (1 - STEPS_TOLERANCE) * every_batch_full <= row.steps <= (1 + STEPS_TOLERANCE) * random.steps
+
+
+def _floor_cell(row: MethodSummary) -> str:
+    if row.forward_floor_s is None:
+        return "—"
+    if row.forward_floor_s <= 0:
+        return "no forwards"
+    return f"{row.selection_s / row.forward_floor_s:.1f}×"
+
+
+def _move_constant_columns(headers: list[str], table: list[list[str]],
+                           keep: set[str]) -> tuple[list[str], list[list[str]], list[str]]:
+    """Columns (other than ``keep``) whose value is the same in every row, removed, and "header value" for each."""
+    if len(table) < 2:
+        return headers, table, []
+    constant = [i for i, h in enumerate(headers) if h and h not in keep and len({row[i] for row in table}) == 1]
+    moved = [f"{headers[i]} {table[0][i]}" for i in constant]
+    kept = [i for i in range(len(headers)) if i not in constant]
+    return [headers[i] for i in kept], [[row[i] for i in kept] for row in table], moved
+
+
+def cost_floor_table(rows: list[MethodSummary], tablefmt: str = "github") -> str | None:
+    """Per method: examples forwarded for selection, the seconds those forwards cost at the run's measured forward
+    cost (the floor), the selection seconds, and the overhead beyond the floor; None if no run measured it."""
+    measured = [r for r in rows if r.forward_floor_s is not None and r.method != REFERENCE]
+    if not measured:
+        return None
+    with_imbalance = any(r.setting.get("imbalance", 1.0) != 1.0 for r in rows)
+    table = []
+    for r in measured:
+        floor = r.forward_floor_s or 0.0
+        table.append([*_setting_cells(r.setting, with_imbalance), r.method, f"{r.budget:g}",
+                      f"{r.forwarded or 0:.0f}", f"{floor:.2f}", f"{r.selection_s:.2f}", f"{r.selection_s - floor:.2f}",
+                      "—" if floor <= 0 else f"{r.selection_s / floor:.1f}×"])
+    headers = [*_setting_headers(with_imbalance), "method", "budget", "forwarded examples", "floor (s)",
+               "selection (s)", "overhead (s)", "selection ÷ floor"]
     return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
@@ -178,8 +329,9 @@ def time_to_target(store: ResultStore, run: StoredRun, target: float) -> TargetR
 
 def time_to_target_table(store: ResultStore, runs: list[StoredRun], targets: list[float], *,
                          relative: bool = False, tablefmt: str = "github") -> str:
-    """Epochs to each target per (setting, method, budget), mean over the seeds that reached it, with how many
-    did ("never" when none). ``relative`` targets are fractions of the setting's mean full-data accuracy."""
+    """Epochs and seconds (selection + training) to each target per (setting, method, budget), mean over the seeds
+    that reached it, with how many did ("never" when none). ``relative`` targets are fractions of the setting's
+    mean full-data accuracy."""
     reference: dict[str, list[float]] = defaultdict(list)
     for r in runs:
         if r.config.method_label == REFERENCE:
@@ -193,13 +345,14 @@ def time_to_target_table(store: ResultStore, runs: list[StoredRun], targets: lis
             absolute = target * full_acc[setting_key] if relative and setting_key in full_acc else target
             reached = [t for t in (time_to_target(store, r, absolute) for r in rs) if t is not None]
             cells.append("never" if not reached else
-                         f"{statistics.fmean(t.epochs for t in reached):.1f} ({len(reached)}/{len(rs)})")
+                         f"{statistics.fmean(t.epochs for t in reached):.1f} ep · "
+                         f"{statistics.fmean(t.seconds for t in reached):.1f} s ({len(reached)}/{len(rs)})")
         accs = [100 * (r.test_accuracy or 0.0) for r in rs]
         table.append([*_setting_cells(json.loads(setting_key), with_imbalance), method, f"{budget:g}", len(rs),
                       f"{statistics.fmean(accs):.2f} ± {_std(accs):.2f}", *cells])
     names = [f"{100 * t:g}% of full" if relative else f"{100 * t:g}%" for t in targets]
     headers = [*_setting_headers(with_imbalance), "method", "budget", "seeds", "final acc (%)",
-               *(f"epochs to {n} (seeds)" for n in names)]
+               *(f"to {n}: epochs · seconds (seeds)" for n in names)]
     return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
@@ -303,7 +456,12 @@ def report(store: ResultStore, tablefmt: str = "github") -> str:
     rows = summarise(runs, gradient_errors(store, runs), noisy_shares(store, runs), proxy_seconds(store, runs))
     if not rows:
         return f"no finished runs in {store.path}; run `coreselect train ... --store {store.path}` first"
-    sections = [format_table(rows, tablefmt)]
+    sections = [f"Which method here? {a.caption}\n{a.table}" for a in answer_tables(rows, tablefmt)]
+    sections.append("All runs:\n" + format_table(rows, tablefmt))
+    floor = cost_floor_table(rows, tablefmt)
+    if floor is not None:
+        sections.append("Selection seconds against the cost floor (the no-grad forwards each method asked for):\n"
+                        + floor)
     instrumentation = instrumentation_table(store, runs, tablefmt)
     if instrumentation is not None:
         sections.append("Strategy instrumentation at the end of training (mean over seeds; *_s in seconds):\n"

@@ -1,8 +1,11 @@
 """The report a person reads: ``report.md`` and a self-contained ``report.html`` (plots embedded) beside
 the plots as PNG files, all computed from the results store.
 
-Sections: the comparison table (accuracy, relative error against full data, cost, selection share,
-speed-up including selection and proxy cost, noisy-label share under noise), accuracy against wall-clock
+Sections: first the answer to "which method should I use here?" (per setting, methods sorted by accuracy with
+the verdict against random's wall-clock frontier) and the frontier plot; then the comparison table (accuracy,
+relative error against full data, cost, selection share,
+speed-up including selection and proxy cost, noisy-label share under noise), selection seconds against the
+cost floor of the forwards each method asked for, accuracy against wall-clock
 and against back-propagated examples, bars of relative error / speed-up / selection share / noisy share,
 class balance of the selections, time to target (when targets are given), each strategy's
 instrumentation, the forgetting score of selections, and LTC's aligned / conflicting examples.
@@ -22,12 +25,15 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from coreselect.experiments import plots
 from coreselect.experiments.report import (
     MethodSummary,
+    answer_tables,
+    cost_floor_table,
     forgetting_table,
     format_table,
     gradient_errors,
     instrumentation_table,
     noisy_shares,
     proxy_seconds,
+    setting_label,
     summarise,
     time_to_target_table,
 )
@@ -48,6 +54,7 @@ class Section:
     html_table: str | None = None
     image: str | None = None
     image_data: str | None = None  # base64 PNG, embedded in the HTML page
+    css_class: str = ""
 
 
 def _table(title: str, caption: str, make: Callable[[str], str | None]) -> Section | None:
@@ -74,10 +81,23 @@ def build_sections(store: ResultStore, folder: Path, *, targets: Sequence[float]
     runs = store.runs(status="done")
     proxies = proxy_seconds(store, runs)
     rows: list[MethodSummary] = summarise(runs, gradient_errors(store, runs), noisy_shares(store, runs), proxies)
-    sections = [
+    answers = answer_tables(rows, "github")
+    sections: list[Section | None] = [
+        Section("Which method here?" + ("" if len(answers) == 1 else f" — {setting_label(a.setting)}"), a.caption,
+                markdown=a.table, html_table=h.table, css_class="answer")
+        for a, h in zip(answers, answer_tables(rows, "html"), strict=True)
+    ]
+    sections += [
+        _figure(folder, "frontier", "Against random's wall-clock frontier",
+                "Random at several budgets and full data (grey line, ± std band; interpolated in log-seconds) against "
+                "every other method (mean ± std over seeds in seconds and accuracy), coloured by family. A point "
+                "above the line beat random given the same seconds.", plots.frontier_plot(rows)),
         _table("Comparison", "Test accuracy (mean ± std over seeds), relative error against full data, cost in "
                "seconds (selection + training, plus proxy runs), share of the cost spent selecting, speed-up "
                "against full data.", lambda fmt: format_table(rows, fmt)),
+        _table("Cost floor", "Selection seconds against the seconds of the no-grad forwards each method asked "
+               "for (forwarded examples × one forward per example, timed by each run on its own model and data): "
+               "the overhead beyond the forwards.", lambda fmt: cost_floor_table(rows, fmt)),
         _figure(folder, "accuracy_vs_time", "Accuracy against wall-clock",
                 "Test accuracy at each evaluation against the cumulative selection + training seconds (proxy runs "
                 "counted from the start), mean over seeds with a ± std band.",
@@ -104,8 +124,8 @@ def build_sections(store: ResultStore, folder: Path, *, targets: Sequence[float]
     ]
     if targets:
         sections.append(_table(
-            "Time to target", "Epochs (passes over the data stream) until test accuracy first reached each target; "
-            "mean over the seeds that reached it, with how many did.",
+            "Time to target", "Epochs (passes over the data stream) and selection + training seconds until test "
+            "accuracy first reached each target; mean over the seeds that reached it, with how many did.",
             lambda fmt: time_to_target_table(store, runs, list(targets), relative=relative, tablefmt=fmt)))
     sections += [
         _table("Strategy instrumentation", "Each strategy's own counters at the end of training, mean over seeds "
@@ -136,7 +156,7 @@ def write_report(store: ResultStore, folder: str | Path, *, targets: Sequence[fl
     for section in sections:
         markdown += [f"## {section.title}", "", section.caption, ""]
         markdown += [section.markdown, ""] if section.markdown else [f"![{section.title}]({section.image})", ""]
-    if not sections or sections[0].markdown is None:
+    if not store.runs(status="done"):
         markdown.append(f"No finished runs in {store.path}.")
     (folder / "report.md").write_text("\n".join(markdown))
     environment = Environment(loader=PackageLoader("coreselect.experiments", "templates"),
