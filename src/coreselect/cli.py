@@ -228,8 +228,10 @@ def methods() -> None:
     for spec in STRATEGIES.values():
         fields = spec.params.model_fields
         params = ", ".join(f"{k}={f.default!r}" for k, f in fields.items()) or "—"
-        rows.append([spec.name, spec.family, params, spec.summary])
-    typer.echo(tabulate(rows, headers=["strategy", "family", "parameters", "what it does"], tablefmt="github"))
+        signals = "training steps" if spec.reads_training_signals else "—"
+        rows.append([spec.name, spec.family, signals, params, spec.summary])
+    typer.echo(tabulate(rows, headers=["strategy", "family", "signal cache", "parameters", "what it does"],
+                        tablefmt="github"))
     typer.echo(f"\nmodels: {', '.join(MODELS)}\ndatasets: {', '.join(DATASETS)}")
 
 

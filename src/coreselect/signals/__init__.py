@@ -1,5 +1,5 @@
 """Per-example signals in batched closed form: logits, losses, logit and last-layer gradients, distances,
-loss-trajectory correlation."""
+loss-trajectory correlation, and the cache of what training steps computed anyway."""
 
 from coreselect.signals.forward import ForwardOutputs, forward_in_batches
 from coreselect.signals.gradients import (
@@ -11,10 +11,12 @@ from coreselect.signals.gradients import (
     per_example_losses,
 )
 from coreselect.signals.hessian import gradient_and_hessian_diagonal, rademacher_like
+from coreselect.signals.training import TrainingSignals
 from coreselect.signals.trajectory import pairwise_trajectory_correlation, trajectory_correlation, zscore
 
 __all__ = [
     "ForwardOutputs",
+    "TrainingSignals",
     "forward_in_batches",
     "gradient_and_hessian_diagonal",
     "last_layer_gradient_norms",

@@ -7,6 +7,7 @@ from coreselect.strategies import (  # noqa: F401  (registers them)
     crest,
     glister,
     gradmatch,
+    infobatch,
     online,
     stable,
     static,

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from coreselect.data.dataset import InMemoryDataset
 from coreselect.errors import InvalidInputError
+from coreselect.signals.training import TrainingSignals
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,17 @@ class Context:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     log: SelectionLog = field(default_factory=SelectionLog)
     learning_rate: float = 0.0  # the optimiser's current learning rate, kept up to date by the trainer
+    signals: TrainingSignals | None = None  # the loop records each step here (the trainer does); made if None
+
+    def __post_init__(self) -> None:
+        if self.signals is None:
+            self.signals = TrainingSignals(len(self.train))
+
+    @property
+    def training_signals(self) -> TrainingSignals:
+        """The cache of each example's latest training loss, ‖p − y‖₂ and step."""
+        assert self.signals is not None  # made in __post_init__
+        return self.signals
 
     @property
     def batch_size(self) -> int:

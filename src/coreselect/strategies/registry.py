@@ -27,20 +27,22 @@ class StrategySpec:
     params: type[BaseModel]
     factory: Callable[[Any], Strategy]
     full_data: bool = False  # trains on every example: the run's budget is 1 whatever is asked
+    reads_training_signals: bool = False  # scores from the training-signal cache (no selection forward)
 
 
 STRATEGIES: dict[str, StrategySpec] = {}
 
 
 def register(
-    name: str, *, family: str, summary: str, params: type[BaseModel] = NoParams, full_data: bool = False
+    name: str, *, family: str, summary: str, params: type[BaseModel] = NoParams, full_data: bool = False,
+    reads_training_signals: bool = False,
 ) -> Callable[[Callable[[Any], Strategy]], Callable[[Any], Strategy]]:
     """Class decorator: make a strategy creatable by ``name``; its constructor takes a ``params`` model."""
 
     def decorate(factory: Callable[[Any], Strategy]) -> Callable[[Any], Strategy]:
         if name in STRATEGIES:
             raise ValueError(f"strategy {name!r} registered twice")
-        STRATEGIES[name] = StrategySpec(name, family, summary, params, factory, full_data)
+        STRATEGIES[name] = StrategySpec(name, family, summary, params, factory, full_data, reads_training_signals)
         return factory
 
     return decorate

@@ -139,6 +139,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "strategy": self.strategy.state_dict(),
             "log": self.context.log.state_dict(),
+            "signals": self.context.training_signals.state_dict(),
             "callbacks": [cb.state_dict() for cb in self.callbacks],
             "progress": {
                 "step": s.step,
@@ -156,6 +157,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.strategy.load_state_dict(ckpt["strategy"])
         self.context.log.load_state_dict(ckpt["log"])
+        if "signals" in ckpt:
+            self.context.training_signals.load_state_dict(ckpt["signals"])
         for cb, state in zip(self.callbacks, ckpt.get("callbacks", []), strict=False):
             cb.load_state_dict(state)
         p = ckpt["progress"]
@@ -191,7 +194,10 @@ class Trainer:
         self.optimizer.step()
         s.loss_sum += value
         s.loss_count += 1
-        return StepOutput(step=s.step, logits=logits.detach(), losses=losses.detach())
+        out = StepOutput(step=s.step, logits=logits.detach(), losses=losses.detach())
+        self.context.training_signals.record(batch.indices, out.logits, self.train_data.targets[batch.indices],
+                                             out.losses, s.step)
+        return out
 
     def _forward_distributed(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """This rank's part of ``batch`` forwarded through DDP: (the whole batch's logits and losses, gathered;

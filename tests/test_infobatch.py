@@ -1,0 +1,130 @@
+"""The training-signal cache and InfoBatch: the cache holds what the steps computed, InfoBatch's weighted
+gradient is unbiased over its random pruning, it forwards nothing for selection, its budgeted form spends
+exactly the budget, and an interrupted run resumes to the uninterrupted result."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from coreselect.experiments import ResultStore, RunConfig, run_experiment
+from coreselect.models import create_model
+from coreselect.strategies import Batch, create_strategy
+from coreselect.strategies.infobatch import prune, prune_to_budget
+from coreselect.train import Callback, TrainConfig, Trainer
+from test_trainer import _data, _Interrupt
+
+
+class _Capture(Callback):
+    def __init__(self) -> None:
+        self.steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def on_step_end(self, trainer: Trainer, batch: Batch, out) -> None:  # type: ignore[no-untyped-def]
+        self.steps.append((batch.indices.clone(), out.logits.clone(), out.losses.clone()))
+
+
+def _trainer(params: dict, checkpoint: Path | None = None, callbacks=(), **cfg) -> Trainer:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    config = TrainConfig(**{"epochs": 8, "budget": 0.5, "batch_size": 16, "lr": 0.05, "eval_points": 4, **cfg})
+    return Trainer(create_model("cnn", (1, 8, 8), 4), create_strategy("infobatch", **params), _data(0), _data(1),
+                   config, checkpoint_path=checkpoint, callbacks=callbacks, progress_bar=False)
+
+
+def test_the_cache_holds_each_examples_latest_training_loss_norm_and_step() -> None:
+    capture = _Capture()
+    trainer = _trainer({}, callbacks=[capture])
+    trainer.fit()
+    signals = trainer.context.training_signals
+    targets = trainer.train_data.targets
+    expected_loss = torch.full((len(targets),), float("nan"))
+    expected_norm = torch.full((len(targets),), float("nan"))
+    expected_step = torch.full((len(targets),), -1)
+    for step, (indices, logits, losses) in enumerate(capture.steps):  # in order: the latest step wins
+        expected_loss[indices] = losses
+        p_minus_y = torch.softmax(logits.double(), 1) - F.one_hot(targets[indices], 4).double()
+        expected_norm[indices] = p_minus_y.norm(dim=1).float()
+        expected_step[indices] = step
+    # the step's losses are the cross-entropy of its logits: checked independently of the trainer
+    indices, logits, losses = capture.steps[-1]
+    torch.testing.assert_close(losses, F.cross_entropy(logits, targets[indices], reduction="none"))
+    torch.testing.assert_close(signals.loss, expected_loss, equal_nan=True)
+    torch.testing.assert_close(signals.grad_norm, expected_norm, equal_nan=True)
+    assert torch.equal(signals.step, expected_step) and signals.steps_recorded == len(capture.steps)
+    assert 0 < int(signals.seen().sum()) <= len(targets)
+
+
+@pytest.mark.parametrize("form", ["official", "budgeted"])
+def test_expected_weighted_gradient_is_the_full_data_gradient(form: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    n = 60
+    scores = torch.rand(n, generator=g) ** 3  # skewed: about two thirds below the mean
+    gradients = torch.randn(n, 5, generator=g, dtype=torch.float64)  # any per-example gradients
+    full = gradients.sum(0)
+    draws = 20000
+    hard = int((scores >= scores.mean()).sum())
+    estimates = torch.empty(draws, 5, dtype=torch.float64)
+    for i in range(draws):
+        selection = prune(scores, 0.5, g) if form == "official" else prune_to_budget(scores, hard + 7, g)
+        estimates[i] = (selection.weights.double()[:, None] * gradients[selection.indices]).sum(0)
+    standard_error = estimates.std(0) / math.sqrt(draws)
+    assert ((estimates.mean(0) - full).abs() < 4 * standard_error).all()
+    # without the rescaling the estimate is biased by far more than the Monte-Carlo error
+    kept = estimates.new_tensor(0.5 if form == "official" else 7 / int((scores < scores.mean()).sum()))
+    unweighted = gradients[scores >= scores.mean()].sum(0) + kept * gradients[scores < scores.mean()].sum(0)
+    assert ((unweighted - full).abs() > 10 * standard_error).any()
+
+
+def test_infobatch_forwards_nothing_for_selection_and_the_budgeted_form_spends_exactly_its_budget(
+        npz_root: Path, tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "runs.db")
+    common = {"dataset": "npz", "data_root": str(npz_root), "model": "mlp", "strategy": "infobatch"}
+    for params in ({}, {"budgeted": True}):
+        config = RunConfig.create(params=params, train={"epochs": 6, "budget": 0.3, "batch_size": 16,
+                                                        "eval_points": 2}, **common)
+        run = run_experiment(config, store, progress_bar=False)
+        assert run.selection_forward_examples == 0
+        assert run.examples == round(0.3 * 6 * 600)  # the trainer spends exactly the budget
+    trainer = _trainer({"budgeted": True})
+    result = trainer.fit()
+    size = trainer.budget.epoch_examples
+    assert [len(r.indices) for r in result.selections] == [size] * trainer.config.epochs
+    assert result.examples == trainer.budget.total_examples
+    weighted = [r for r in result.selections if r.weights is not None and (r.weights > 1).any()]
+    assert weighted and all(len(torch.unique(r.indices)) == size for r in result.selections)
+    assert result.selections[-1].weights is None  # annealing: the last compressed epoch is unweighted
+
+
+@pytest.mark.parametrize("params", [{}, {"budgeted": True}])
+def test_interrupted_infobatch_run_resumes_to_the_same_result(tmp_path: Path, params: dict) -> None:
+    straight = _trainer(params)
+    expected = straight.fit()
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(params, checkpoint=ckpt, callbacks=[_Interrupt(2)]).fit()
+    resumed_trainer = _trainer(params, checkpoint=ckpt)
+    resumed = resumed_trainer.fit()
+    assert resumed.resumed_from_step is not None and 0 < resumed.resumed_from_step < expected.steps
+    assert [r.test_accuracy for r in resumed.history] == [r.test_accuracy for r in expected.history]
+    assert [r.indices.tolist() for r in resumed.selections] == [r.indices.tolist() for r in expected.selections]
+    assert torch.equal(resumed_trainer.context.training_signals.loss.nan_to_num(-1),
+                       straight.context.training_signals.loss.nan_to_num(-1))
+
+
+def test_infobatch_in_a_loop_that_records_nothing_gets_a_clear_error() -> None:
+    from coreselect.strategies import Budget, Context, StepOutput
+
+    data = _data(0)
+    strategy = create_strategy("infobatch")
+    strategy.setup(Context(model=create_model("mlp", (1, 8, 8), 4), train=data, budget=Budget(0.5, 4, 400, 50)))
+    stream = strategy.batches()
+    batch = next(stream)
+    for _ in range(3):  # the first pass, observed but never recorded in the cache
+        strategy.observe(batch, StepOutput(0, torch.zeros(len(batch), 4), torch.zeros(len(batch))))
+        batch = next(stream)
+    with pytest.raises(Exception, match=r"ctx.signals.record"):
+        for _ in range(20):
+            next(stream)
