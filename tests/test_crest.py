@@ -160,3 +160,70 @@ def test_crest_resumes_its_exact_stream() -> None:
     resumed.setup(_context())
     resumed.load_state_dict(state)
     assert drive(resumed, 9) == expected
+
+
+def _train_crest(steps: int, **params):  # type: ignore[no-untyped-def]
+    """CREST driven by a plain SGD loop on blobs. Returns the strategy; each check's outcome as this loop expects
+    it (from F at each step's parameters and the weighted step losses it tracks itself) beside the region change
+    CREST made; and the examples its regions forwarded for selection."""
+    ctx = _context()
+    strategy = create_strategy("crest", random_subset_size=0.1, **params)
+    strategy.setup(ctx)
+    optimizer = torch.optim.SGD(ctx.model.parameters(), lr=0.5)
+    stream = strategy.batches()
+    predicted, actual, selection_forwards = 0.0, 0.0, 0
+    decisions = []
+    for _ in range(steps):
+        checks_before, updates_before = strategy.checks, strategy.updates
+        expected = abs(actual - predicted) > strategy.params.check_thresh * actual
+        batch = next(stream)
+        if strategy.checks > checks_before:  # this draw checked the window since the last check
+            decisions.append((expected, strategy.updates > updates_before))
+            predicted, actual = 0.0, 0.0
+        if strategy.updates > updates_before:  # a new region: a new model, a new window
+            predicted, actual = 0.0, 0.0
+            selection_forwards += len(strategy.subsets)
+        prediction = strategy.predicted_loss()  # F at the parameters this step sees
+        x, y = ctx.train[batch.indices]
+        losses = F.cross_entropy(ctx.model(x), y, reduction="none")
+        loss = (losses * batch.weights).mean()
+        predicted, actual = predicted + prediction, actual + float(loss.detach())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        strategy.observe(batch, StepOutput(0, torch.zeros(len(batch), 4), losses.detach()))
+    return strategy, decisions, selection_forwards
+
+
+def test_check_with_steps_forwards_nothing_and_decides_on_the_steps_own_losses() -> None:
+    strategy, decisions, selection_forwards = _train_crest(30, check_with="steps", check_thresh=0.05)
+    assert len(decisions) >= 10
+    assert all(expected == made for expected, made in decisions), decisions
+    assert any(made for _, made in decisions) and not all(made for _, made in decisions)
+    assert strategy.context.log.forward_examples == selection_forwards  # no check forwarded anything
+    official, _, official_selection = _train_crest(30, check_thresh=0.05)
+    assert official.checks > 0 and official.context.log.forward_examples > official_selection
+
+
+def test_grow_interval_doubles_the_check_interval_while_the_model_holds() -> None:
+    strategy, decisions, _ = _train_crest(40, check_with="steps", check_thresh=1e9, grow_interval=True)
+    assert decisions and not any(made for _, made in decisions)  # τ = 1e9: the model always holds
+    assert strategy.interval == min(2 ** strategy.checks, strategy.steps_per_epoch)
+    assert strategy.checks < 40 // 2  # fewer checks than at a fixed interval of 1
+
+
+@pytest.mark.parametrize("params", [{"check_with": "steps"}, {"check_with": "steps", "grow_interval": True}])
+def test_crest_with_step_checks_resumes_its_exact_stream(params: dict) -> None:
+    strategy, _, _ = _train_crest(12, **params)
+    state = strategy.state_dict()
+    resumed = create_strategy("crest", random_subset_size=0.1, **params)
+    resumed.setup(_context())
+    resumed.context.model.load_state_dict(strategy.context.model.state_dict())  # as the trainer restores it
+    resumed.load_state_dict(state)
+    assert resumed.window == strategy.window and resumed.interval == strategy.interval
+    a, b = strategy.batches(), resumed.batches()
+    for _ in range(5):
+        x, y = next(a), next(b)
+        assert torch.equal(x.indices, y.indices) and torch.equal(x.weights, y.weights)
+        for s, batch in ((strategy, x), (resumed, y)):
+            s.observe(batch, StepOutput(0, torch.zeros(len(batch), 4), torch.ones(len(batch))))

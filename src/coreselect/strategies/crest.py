@@ -15,7 +15,10 @@ quadratic model is fitted in train mode with BatchNorm running statistics restor
 
 Options beyond the official code, off by default: ``anchor_on_subsets`` sets L₀ to the very loss the check
 measures (eval mode, unweighted, on the checked points) instead of the weighted coreset loss; ``check_size``
-checks a fixed random sample of the subsets' points, cutting the per-check forward.
+checks a fixed random sample of the subsets' points, cutting the per-check forward; ``check_with=steps``
+checks F against the weighted losses the training steps since the last check computed anyway (F models the
+weighted coreset loss in train mode, which is what those steps measured), so a check forwards nothing;
+``grow_interval`` doubles T₁ each time the model holds (until the next region recomputes it).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -60,6 +63,10 @@ class CrestParams(SubsetParams):
     min_pool_fraction: float = Field(0.8, gt=0, le=1, description="never shrink the pool below this share")
     check_size: int | None = Field(None, ge=1, description="check on this many of the region's random-subset "
                                    "points, drawn once per region (default: all of them)")
+    check_with: Literal["subsets", "steps"] = Field("subsets", description="subsets (official): forward the "
+                                                    "region's random subsets; steps: the training steps' own "
+                                                    "weighted losses since the last check, no forward")
+    grow_interval: bool = Field(False, description="double T₁ each time the quadratic model holds")
     full_set_check: bool = Field(False, description="official: forward the whole training set at each check")
     uniform_first_epoch: bool = Field(False, description="official: one epoch of uniform batches first")
 
@@ -116,13 +123,15 @@ class Crest(SeededStrategy):
         self.ema_grad = [torch.zeros_like(p) for p in params]
         self.ema_hess = [torch.zeros_like(p) for p in params]
         self.ema_count = 0
+        self.window = [0.0, 0.0, 0]  # check_with=steps: predicted and actual loss sums since the last check, count
+        self._prediction: float | None = None  # F(δ) at the parameters of the batch just yielded
 
     def _params(self) -> list[Tensor]:
         return [p for p in self.context.model.parameters() if p.requires_grad]
 
     _STATE = ("step", "reset_step", "interval", "num_coresets", "h0_norm", "updates", "checks", "last_drop_epoch",
               "order", "cursor", "coreset", "weights", "subsets", "checked", "ema_grad", "ema_hess", "ema_count",
-              "pool", "loss_table", "seconds")
+              "pool", "loss_table", "seconds", "window")
 
     def state_dict(self) -> dict[str, Any]:
         q = self.quadratic
@@ -159,10 +168,19 @@ class Crest(SeededStrategy):
                 self.order, self.cursor = torch.randperm(len(self.coreset), generator=self.generator), 0
             positions = self.order[self.cursor : self.cursor + m]
             self.cursor += len(positions)
+            if self.params.check_with == "steps":
+                start = time.perf_counter()
+                self._prediction = self.predicted_loss()  # at the parameters the step will see
+                self.seconds["check"] += time.perf_counter() - start
             yield Batch(self.coreset[positions], self.weights[positions])
 
     def observe(self, batch: Batch, out: StepOutput) -> None:
         self.step += 1
+        if self._prediction is not None:  # check_with=steps: the step's weighted loss, computed anyway
+            self.window[0] += self._prediction
+            self.window[1] += float(batch.weighted_mean(out.losses))
+            self.window[2] += 1
+            self._prediction = None
 
     # -- selection -------------------------------------------------------------------------------
     def _new_region(self) -> None:
@@ -186,6 +204,7 @@ class Crest(SeededStrategy):
             picked = torch.randperm(len(union), generator=self.generator)[: self.params.check_size]
         self.checked = union[picked]
         self.order, self.cursor = torch.randperm(len(self.coreset), generator=self.generator), 0
+        self.window = [0.0, 0.0, 0]
         ctx.log.record(self.coreset, self.weights)
         self.updates += 1
         self.seconds["select"] += time.perf_counter() - start
@@ -245,10 +264,15 @@ class Crest(SeededStrategy):
         return self.quadratic.predict(_flat([q.detach() for q in self._params()]))
 
     def _model_failed(self) -> bool:
-        """The loss on the region's random subsets (or ``check_size`` of their points) against F(δ): True when
-        the relative error exceeds τ."""
+        """The loss on the region's random subsets (or ``check_size`` of their points; or the steps' own losses
+        since the last check) against F(δ): True when the relative error exceeds τ."""
         ctx = self.context
         start = time.perf_counter()
+        if self.params.check_with == "steps":
+            predicted_sum, actual_sum, count = self.window
+            self.window = [0.0, 0.0, 0]
+            failed = count > 0 and abs(actual_sum - predicted_sum) > self.params.check_thresh * actual_sum
+            return self._checked(failed, start)
         checked = self.checked.to(ctx.train.device)
         if self.params.full_set_check:
             logits = forward_in_batches(ctx.model, ctx.train.inputs).logits[checked]
@@ -257,8 +281,13 @@ class Crest(SeededStrategy):
             logits = forward_in_batches(ctx.model, ctx.train.inputs[checked]).logits
             ctx.log.count_forward(len(checked))
         actual = float(per_example_losses(logits, ctx.train.targets[checked]).mean())
-        failed = abs(actual - self.predicted_loss()) > self.params.check_thresh * actual
+        return self._checked(abs(actual - self.predicted_loss()) > self.params.check_thresh * actual, start)
+
+    def _checked(self, failed: bool, start: float) -> bool:
+        """Count a check that began at ``start``; a model that held doubles T₁ under ``grow_interval``."""
         self.checks += 1
+        if not failed and self.params.grow_interval:
+            self.interval = min(2 * self.interval, self.steps_per_epoch)
         self.seconds["check"] += time.perf_counter() - start
         return failed
 
