@@ -116,3 +116,28 @@ def test_noise_changes_the_selection_and_resumes_exactly() -> None:
     b.setup(noisy)
     assert not torch.equal(a.reselect(100).indices, b.reselect(100).indices)
     assert_resumes_exact_stream("stable", _context, skip=7, take=9)
+
+
+def test_head_only_draws_equal_whole_perturbed_forwards_at_the_cost_of_one() -> None:
+    g = torch.Generator().manual_seed(11)
+    data = InMemoryDataset(torch.randn(200, 1, 28, 28, generator=g), torch.randint(0, 4, (200,), generator=g), 4)
+    torch.manual_seed(0)
+    ctx = Context(model=create_model("lenet", (1, 28, 28), 4), train=data, budget=Budget(0.25, 4, 200, 20))
+    strategy = create_strategy("stable", sigma=0.3, samples=3, perturb="last")
+    strategy.setup(ctx)
+    assert strategy._head_only()
+    state = strategy.generator.get_state()
+    subset = torch.arange(0, 200, 3)
+    cheap = strategy.smoothed_proxies(subset)
+    assert ctx.log.forward_examples == len(subset)  # one forward of the body, not three
+    generator = torch.Generator()
+    generator.set_state(state)  # the same draws, through whole perturbed forwards
+    expected = []
+    for _ in range(3):
+        with perturbed(ctx.model, 0.3, target="last", generator=generator), torch.no_grad():
+            expected.append(logit_gradients(ctx.model(data.inputs[subset]), data.targets[subset]))
+    torch.testing.assert_close(cheap, torch.cat(expected, dim=1), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(cheap[:, :4], cheap[:, 4:8])  # the draws differ
+    two_layers = create_strategy("stable", perturb="last", last_layers=2)
+    two_layers.setup(ctx)
+    assert not two_layers._head_only()  # then the whole forward runs per draw

@@ -46,7 +46,8 @@ def perturbed_parameters(model: nn.Module, target: PerturbTarget, last_layers: i
     raise ValueError(f"unknown perturbation target {target!r}; use auto, norm, all or last")
 
 
-def _noise(like: Tensor, sigma: float, generator: torch.Generator) -> Tensor:
+def posterior_noise(like: Tensor, sigma: float, generator: torch.Generator) -> Tensor:
+    """σ·ε shaped like ``like``, ε ~ N(0, I) drawn from ``generator`` (on the CPU, then moved)."""
     return (torch.randn(like.shape, generator=generator, dtype=like.dtype) * sigma).to(like.device)
 
 
@@ -64,11 +65,11 @@ def perturbed(model: nn.Module, sigma: float, *, target: PerturbTarget = "auto",
         for module in model.modules():
             if isinstance(module, nn.LayerNorm):
                 hooks.append(module.register_forward_hook(
-                    lambda _m, _i, out: out + _noise(out, sigma, generator)))
+                    lambda _m, _i, out: out + posterior_noise(out, sigma, generator)))
     try:
         with torch.no_grad():
             for p in params:
-                p.add_(_noise(p, sigma, generator))
+                p.add_(posterior_noise(p, sigma, generator))
         yield model
     finally:
         for h in hooks:

@@ -7,14 +7,20 @@ is forwarded M times, each time under one fresh posterior draw shared by the who
 gradients softmax(f_{w+ε_s}(x)) − y. Euclidean distance in that space is the Monte-Carlo estimate of the
 expected gradient-proxy gap under the posterior, the paper's stability criterion. Per subset, per-class
 facility location picks a weighted mini-batch coreset (CREST's routine); the epoch trains on their union.
+
+With ``perturb=last`` on the classifier head alone (``last_layers=1``), the draws touch only the head: the body
+is forwarded once and each draw is a matrix product on the penultimate features (the same draws, from the same
+generator, as M whole forwards, at the cost of one).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 
-from coreselect.models.posterior import PerturbTarget, perturbed
+from coreselect.models.features import last_linear
+from coreselect.models.posterior import PerturbTarget, perturbed, perturbed_parameters, posterior_noise
 from coreselect.signals import forward_in_batches, logit_gradients
 from coreselect.strategies.epochs import Selection
 from coreselect.strategies.minibatch_coresets import SubsetParams, minibatch_coresets, stratified_subsets
@@ -58,9 +64,35 @@ class Stable(PeriodicSelection):
         the whole subset), concatenated; eval mode, no gradients."""
         p, ctx = self.params, self.context
         x, y = ctx.train[subset.to(ctx.train.device)]
+        if self._head_only():
+            return self._head_draws(x, y)
         samples = []
         for _ in range(p.samples):  # the draw is shared by every chunk of the subset's forward
             with perturbed(ctx.model, p.sigma, target=p.perturb, last_layers=p.last_layers, generator=self.generator):
                 samples.append(logit_gradients(forward_in_batches(ctx.model, x).logits, y).cpu())
         ctx.log.count_forward(p.samples * len(subset))
+        return torch.cat(samples, dim=1)
+
+    def _head_only(self) -> bool:
+        """Whether every draw perturbs the classifier head alone (its weight and bias, nothing else)."""
+        p, model = self.params, self.context.model
+        if p.perturb != "last" or p.last_layers != 1:
+            return False
+        head = last_linear(model)
+        own = {id(q) for q in head.parameters(recurse=False)}
+        return {id(q) for q in perturbed_parameters(model, "last", 1)} == own
+
+    def _head_draws(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """:meth:`smoothed_proxies` for head-only draws: one forward of the body, M perturbed heads."""
+        p, ctx = self.params, self.context
+        head = last_linear(ctx.model)
+        features = forward_in_batches(ctx.model, x, with_features=True).features
+        assert features is not None
+        ctx.log.count_forward(len(x))
+        samples = []
+        with torch.no_grad():
+            for _ in range(p.samples):  # noise drawn as `perturbed` draws it: weight, then bias
+                weight = head.weight + posterior_noise(head.weight, p.sigma, self.generator)
+                bias = None if head.bias is None else head.bias + posterior_noise(head.bias, p.sigma, self.generator)
+                samples.append(logit_gradients(F.linear(features, weight, bias), y).cpu())
         return torch.cat(samples, dim=1)
