@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from conftest import assert_resumes_exact_stream, make_blobs
@@ -143,3 +144,35 @@ def test_bayesian_with_a_local_zero_shot_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="missing"):
         create_strategy("bayesian", validation="zero_shot", zero_shot_path=str(tmp_path / "nowhere")).setup(
             Context(model=create_model("mlp", (1, 8, 8), 4), train=data, budget=Budget(0.1, 1, 400, 8)))
+
+
+@pytest.mark.parametrize("name", ["train-loss", "grad-norm", "rho-loss"])
+def test_reuse_within_scores_recent_candidates_from_the_cache_and_forwards_the_rest(name: str) -> None:
+    ctx = _context()
+    strategy = create_strategy(name, reuse_within=3)
+    strategy.setup(ctx)
+    if name == "rho-loss":
+        strategy.holdout_logits = torch.zeros(len(ctx.train), 4)  # irreducible loss log 4 for every example
+    candidates = torch.arange(20)
+    cached = torch.rand(8, generator=torch.Generator().manual_seed(1)) + 5.0  # far from any real loss
+    logits = torch.randn(8, 4, generator=torch.Generator().manual_seed(2))
+    ctx.signals.record(candidates[:8], logits, ctx.train.targets[:8], cached, step=4)  # recent for step 7
+    ctx.signals.record(candidates[8:12], logits[:4], ctx.train.targets[8:12], cached[:4], step=2)  # too old
+    strategy.steps = 7
+    scores = strategy.score(candidates)
+    assert ctx.log.forward_examples == 12  # the 4 stale and the 8 never trained on
+    with torch.no_grad():
+        out = ctx.model.eval()(ctx.train.inputs[candidates[8:]])
+    fresh_loss = F.cross_entropy(out, ctx.train.targets[8:20], reduction="none")
+    p_minus_y = torch.softmax(logits, 1) - F.one_hot(ctx.train.targets[:8], 4)
+    if name == "grad-norm":
+        torch.testing.assert_close(scores[:8], p_minus_y.norm(dim=1))
+        torch.testing.assert_close(scores[8:], (torch.softmax(out, 1) - F.one_hot(ctx.train.targets[8:20], 4))
+                                   .norm(dim=1))
+    else:
+        shift = math.log(4) if name == "rho-loss" else 0.0
+        torch.testing.assert_close(scores[:8], cached - shift)
+        torch.testing.assert_close(scores[8:], fresh_loss - shift)
+    strategy.steps = 20  # now every cached value is too old: all forwarded
+    strategy.score(candidates)
+    assert ctx.log.forward_examples == 12 + 20

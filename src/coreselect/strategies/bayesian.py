@@ -100,6 +100,7 @@ class BayesianSelection(HoldoutScored):
         return group.gather_parts(scores, n) if sharded else scores
 
     def observe(self, batch: Batch, out: StepOutput) -> None:
+        super().observe(batch, out)
         assert self._features is not None and self._features.value is not None
         targets = self.context.train.targets[batch.indices.to(self.context.train.device)]
         # the training forward ran on this rank's part of the batch: gather the whole batch's features

@@ -2,6 +2,8 @@
 scores them with one no-grad forward (eval mode), and trains on the best n_b (RHO-LOSS's protocol).
 n_b is the run's batch size, as for every other strategy (batch size is a training setting, not a property
 of a method); n_B = n_b / ``selection_ratio`` (0.1 by default: the papers' 32 of 320 is ``--batch-size 32``).
+``reuse_within=K`` scores a candidate (loss or ‖p − y‖₂) from the training-signal cache when its latest training
+forward is at most K steps old, and forwards only the others.
 
 uniform, train-loss (highest CE), grad-norm (highest ‖p − y‖₂), grad-norm-is (n_b drawn with replacement,
 q ∝ ‖p − y‖₂, weights 1/(n_B·q) so that the batch gradient is unbiased), irreducible-loss (lowest loss
@@ -12,7 +14,7 @@ pass over the candidate stream, so budget 0.1 with n_b/n_B = 0.1 gives as many p
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +36,8 @@ class OnlineParams(BaseModel):
 
     selection_ratio: float = Field(0.1, gt=0, le=1, description="n_b / n_B: the run's batch size over the "
                                    "candidates scored per step")
+    reuse_within: int = Field(0, ge=0, description="score a candidate from the training-signal cache when its "
+                              "latest training forward is at most this many steps old (0: always forward)")
 
 
 class OnlineSelection(SeededStrategy):
@@ -47,6 +51,7 @@ class OnlineSelection(SeededStrategy):
         self.params = params
         self.order = torch.zeros(0, dtype=torch.long)
         self.cursor = 0
+        self.steps = 0  # steps observed: the step the next batch is for
 
     @property
     def selected(self) -> int:
@@ -81,6 +86,21 @@ class OnlineSelection(SeededStrategy):
     def score(self, candidates: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def signal(self, candidates: Tensor, kind: Literal["loss", "grad_norm"]) -> Tensor:
+        """Each candidate's loss (or ‖p − y‖₂), on the CPU: from the training-signal cache where its latest
+        training forward is at most ``reuse_within`` steps old, from one selection forward for the others."""
+        cache = self.context.training_signals
+        values = (cache.loss if kind == "loss" else cache.grad_norm)[candidates.cpu()].clone()
+        forward = torch.ones(len(candidates), dtype=torch.bool)
+        if self.params.reuse_within:  # never trained on, or too long ago
+            last = cache.step[candidates.cpu()]
+            forward = (last < 0) | (last < self.steps - self.params.reuse_within)
+        if forward.any():
+            logits, y = self.forward(candidates[forward])
+            fresh = per_example_losses(logits, y) if kind == "loss" else logit_gradients(logits, y).norm(dim=1)
+            values[forward] = fresh.float().cpu()
+        return values
+
     def forward(self, candidates: Tensor) -> tuple[Tensor, Tensor]:
         """Logits (eval mode, no grad) and targets of the candidates, counted as selection forwards."""
         ctx = self.context
@@ -89,14 +109,15 @@ class OnlineSelection(SeededStrategy):
         return forward_in_batches(ctx.model, x, batch_size=max(len(candidates), 1)).logits, y
 
     def observe(self, batch: Batch, out: StepOutput) -> None:
-        pass
+        self.steps += 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "order": self.order, "cursor": self.cursor}
+        return {"generator": self.generator.get_state(), "order": self.order, "cursor": self.cursor,
+                "steps": self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        self.order, self.cursor = state["order"], state["cursor"]
+        self.order, self.cursor, self.steps = state["order"], state["cursor"], state.get("steps", 0)
 
 
 @register("uniform", family="online", params=OnlineParams, summary="n_b uniformly random of n_B candidates")
@@ -118,7 +139,7 @@ class TrainLoss(OnlineSelection):
         super().__init__(params or OnlineParams())
 
     def score(self, candidates: Tensor) -> Tensor:
-        return per_example_losses(*self.forward(candidates))
+        return self.signal(candidates, "loss")
 
 
 @register("grad-norm", family="online", params=OnlineParams,
@@ -130,7 +151,7 @@ class GradNorm(OnlineSelection):
         super().__init__(params or OnlineParams())
 
     def score(self, candidates: Tensor) -> Tensor:
-        return logit_gradients(*self.forward(candidates)).norm(dim=1)
+        return self.signal(candidates, "grad_norm")
 
 
 @register("grad-norm-is", family="online", params=OnlineParams,
@@ -206,7 +227,7 @@ class RhoLoss(HoldoutScored):
         super().__init__(params or HoldoutParams())
 
     def score(self, candidates: Tensor) -> Tensor:
-        return per_example_losses(*self.forward(candidates)).cpu() - self.irreducible_loss(candidates)
+        return self.signal(candidates, "loss") - self.irreducible_loss(candidates)
 
 
 __all__ = ["HoldoutScored", "OnlineParams", "OnlineSelection", "importance_probabilities"]
