@@ -7,7 +7,16 @@ that drops into any training loop; :class:`~coreselect.train.Trainer` drives one
 from coreselect.data import DataSplits, InMemoryDataset, load_dataset, prepare_splits
 from coreselect.errors import CoreselectError
 from coreselect.models import PenultimateFeatures, create_model
-from coreselect.strategies import STRATEGIES, Batch, Budget, Context, StepOutput, Strategy, create_strategy
+from coreselect.strategies import (
+    STRATEGIES,
+    Batch,
+    Budget,
+    Context,
+    StepOutput,
+    Strategy,
+    budgeted,
+    create_strategy,
+)
 from coreselect.train import TrainConfig, Trainer
 
 __version__ = "0.1.0"
@@ -25,6 +34,7 @@ __all__ = [
     "Strategy",
     "TrainConfig",
     "Trainer",
+    "budgeted",
     "create_model",
     "create_strategy",
     "load_dataset",

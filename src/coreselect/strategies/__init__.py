@@ -21,6 +21,7 @@ from coreselect.strategies.protocol import (
     SelectionRound,
     StepOutput,
     Strategy,
+    budgeted,
 )
 from coreselect.strategies.registry import STRATEGIES, create_strategy, register, strategy_spec, validate_params
 
@@ -35,6 +36,7 @@ __all__ = [
     "SelectionRound",
     "StepOutput",
     "Strategy",
+    "budgeted",
     "create_strategy",
     "register",
     "strategy_spec",

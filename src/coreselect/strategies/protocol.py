@@ -162,3 +162,15 @@ class Strategy(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def budgeted(strategy: Strategy, budget: Budget, spent: int = 0) -> Iterator[Batch]:
+    """The strategy's batches until exactly ``budget.total_examples`` have been handed out, the last batch cut
+    to fit; ``spent`` examples already back-propagated (a resumed run) count against it. Any loop spends
+    exactly the budget by consuming this."""
+    for batch in strategy.batches():
+        if spent >= budget.total_examples:
+            return
+        batch = batch.head(budget.total_examples - spent)
+        spent += len(batch)
+        yield batch

@@ -24,7 +24,7 @@ from coreselect.data.dataset import InMemoryDataset
 from coreselect.distributed import world
 from coreselect.errors import NonFiniteLossError
 from coreselect.signals import per_example_losses
-from coreselect.strategies.protocol import Batch, Budget, Context, SelectionRound, StepOutput, Strategy
+from coreselect.strategies.protocol import Batch, Budget, Context, SelectionRound, StepOutput, Strategy, budgeted
 from coreselect.train.callbacks import Callback
 from coreselect.train.checkpoint import load_checkpoint, save_checkpoint
 from coreselect.train.config import TrainConfig
@@ -275,12 +275,12 @@ class Trainer:
         bar = tqdm(total=total, initial=s.examples, unit="ex", unit_scale=True, desc=self.description,
                    disable=None if self.progress_bar else True, leave=False)  # None: off when not a terminal
         self._set_learning_rate()  # strategies may read the LR before the first step
-        batches = self.strategy.batches()
+        batches = budgeted(self.strategy, self.budget, spent=s.examples)
         with bar:
             while s.examples < total:
                 self.context.log.step = s.step
                 with s.timings.section("selection", self.device):
-                    batch = next(batches).head(total - s.examples)
+                    batch = next(batches)
                 with s.timings.section("training", self.device):
                     out = self._step(batch)
                 with s.timings.section("selection", self.device):
