@@ -159,7 +159,7 @@ def report(
 @app.command()
 def bench(
     preset: Annotated[
-        str | None, typer.Option(help="a shipped benchmark: demo, crest-table, noise, online, sizes")
+        str | None, typer.Option(help="a shipped benchmark: demo, crest-table, noise, online, sizes, clock")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="a benchmark file (.toml / .yaml) declaring grids")] = None,
     store: Annotated[Path | None, typer.Option(help=f"{STORE_HELP} (default: the benchmark's own)")] = None,
@@ -174,6 +174,7 @@ def bench(
 
     from coreselect.experiments import ResultStore
     from coreselect.experiments.grid import RunOutcome, expand, load_bench_file, load_preset, run_grid
+    from coreselect.experiments.report import answers, summarise_store
     from coreselect.experiments.report_page import write_report
 
     if (preset is None) == (config is None):
@@ -212,6 +213,8 @@ def bench(
                    err=True)
     folder = out or results.path.parent / f"{results.path.stem}_report"
     written = write_report(results, folder, targets=spec.targets)
+    mine = {run.config.run_id for run in planned}  # this benchmark's runs, not others sharing the store
+    typer.echo(answers(summarise_store(results, [r for r in results.runs(status="done") if r.run_id in mine])))
     typer.echo(f"report: {', '.join(str(p) for p in written)}")
     if failures:
         raise typer.Exit(1)

@@ -117,6 +117,13 @@ def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = 
     return rows
 
 
+def summarise_store(store: ResultStore, runs: list[StoredRun] | None = None) -> list[MethodSummary]:
+    """:func:`summarise` of ``runs`` (default: every finished run of ``store``) with their gradient errors, noisy
+    shares and proxy seconds from the store."""
+    runs = store.runs(status="done") if runs is None else runs
+    return summarise(runs, gradient_errors(store, runs), noisy_shares(store, runs), proxy_seconds(store, runs))
+
+
 def format_table(rows: list[MethodSummary], tablefmt: str = "github") -> str:
     """The summary as a text table (any ``tabulate`` format)."""
     with_imbalance = any(r.setting.get("imbalance", 1.0) != 1.0 for r in rows)
@@ -202,6 +209,11 @@ def answer_tables(rows: list[MethodSummary], tablefmt: str = "github") -> list[A
                                tabulate(table, headers=headers, tablefmt="unsafehtml" if html else tablefmt,
                                         disable_numparse=True)))
     return out
+
+
+def answers(rows: list[MethodSummary], tablefmt: str = "github") -> str:
+    """Every setting's answer table with its caption, as text: what a person reads first."""
+    return "\n\n".join(f"Which method here? {a.caption}\n{a.table}" for a in answer_tables(rows, tablefmt))
 
 
 def _verdict_cells(row: MethodSummary, frontier: Frontier | None) -> tuple[str, str]:
@@ -453,11 +465,10 @@ def forgetting_table(store: ResultStore, runs: list[StoredRun], parts: int = 4,
 def report(store: ResultStore, tablefmt: str = "github") -> str:
     """The comparison table, then the strategies' instrumentation and the hardness of their selections."""
     runs = store.runs(status="done")
-    rows = summarise(runs, gradient_errors(store, runs), noisy_shares(store, runs), proxy_seconds(store, runs))
+    rows = summarise_store(store, runs)
     if not rows:
         return f"no finished runs in {store.path}; run `coreselect train ... --store {store.path}` first"
-    sections = [f"Which method here? {a.caption}\n{a.table}" for a in answer_tables(rows, tablefmt)]
-    sections.append("All runs:\n" + format_table(rows, tablefmt))
+    sections = [answers(rows, tablefmt), "All runs:\n" + format_table(rows, tablefmt)]
     floor = cost_floor_table(rows, tablefmt)
     if floor is not None:
         sections.append("Selection seconds against the cost floor (the no-grad forwards each method asked for):\n"

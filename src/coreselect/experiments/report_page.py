@@ -29,12 +29,10 @@ from coreselect.experiments.report import (
     cost_floor_table,
     forgetting_table,
     format_table,
-    gradient_errors,
     instrumentation_table,
-    noisy_shares,
     proxy_seconds,
     setting_label,
-    summarise,
+    summarise_store,
     time_to_target_table,
 )
 
@@ -80,7 +78,7 @@ def build_sections(store: ResultStore, folder: Path, *, targets: Sequence[float]
 
     runs = store.runs(status="done")
     proxies = proxy_seconds(store, runs)
-    rows: list[MethodSummary] = summarise(runs, gradient_errors(store, runs), noisy_shares(store, runs), proxies)
+    rows: list[MethodSummary] = summarise_store(store, runs)
     answers = answer_tables(rows, "github")
     sections: list[Section | None] = [
         Section("Which method here?" + ("" if len(answers) == 1 else f" — {setting_label(a.setting)}"), a.caption,
