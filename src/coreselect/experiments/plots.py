@@ -160,21 +160,20 @@ def class_balance(store: ResultStore, runs: list[StoredRun]) -> Figure | None:
     return figure
 
 
-FAMILY_COLOURS = {"reference": "black", "static": "tab:green", "adaptive": "tab:blue", "online": "tab:red"}
-
-
 def frontier_plot(rows: list[MethodSummary]) -> Figure | None:
     """Per setting with a frontier: random's wall-clock frontier as a line (± std band, interpolated as the
     verdicts are), its points marked with their budgets, and every other method as a point with ± std error
-    bars in seconds and accuracy, coloured by family."""
-    from matplotlib.lines import Line2D
+    bars in seconds and accuracy, in the legend with its family. The accuracy axis spans the frontier and the
+    methods near it; a method far below (e.g. diverged seeds) sits at the bottom edge, marked ▼."""
+    from matplotlib import colormaps
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     from coreselect.experiments.frontier import FRONTIER_METHODS, frontiers, setting_id
 
     lines = frontiers(rows)
     if not lines:
         return None
-    figure, axes = _panels(len(lines), width=7.0, height=4.4)
+    figure, axes = _panels(len(lines), width=8.0, height=4.6)
     for axis, (key, frontier) in zip(axes, sorted(lines.items()), strict=True):
         points = frontier.points
         log_s = np.log([p.seconds for p in points])
@@ -182,29 +181,33 @@ def frontier_plot(rows: list[MethodSummary]) -> Figure | None:
         seconds = np.clip(np.exp(grid), points[0].seconds, points[-1].seconds)  # exp(log t) may round below t
         accuracy = 100 * np.array([frontier.accuracy_at(float(t)) for t in seconds])
         spread = 100 * np.interp(grid, log_s, [p.accuracy_std for p in points])
-        axis.plot(seconds, accuracy, color="0.35", linewidth=1.5, zorder=1)
+        axis.plot(seconds, accuracy, color="0.35", linewidth=1.5, zorder=1, label="random's frontier")
         axis.fill_between(seconds, accuracy - spread, accuracy + spread, color="0.6", alpha=0.25, zorder=0)
         for p in [*points, *frontier.dominated]:
-            dominated = p in frontier.dominated
-            axis.plot(p.seconds, 100 * p.accuracy, "o", color="0.7" if dominated else "0.35", markersize=4)
+            axis.plot(p.seconds, 100 * p.accuracy, "o", color="0.7" if p in frontier.dominated else "0.35",
+                      markersize=4)
             axis.annotate("full" if p.budget == 1.0 else f"random {p.budget:g}", (p.seconds, 100 * p.accuracy),
                           textcoords="offset points", xytext=(4, -9), fontsize=6, color="0.35")
-        for row in rows:
-            if setting_id(row.setting) != key or row.method in FRONTIER_METHODS:
-                continue
-            colour = FAMILY_COLOURS.get(row.family, "tab:purple")
-            axis.errorbar(row.time_s, 100 * row.accuracy_mean, xerr=row.time_std, yerr=100 * row.accuracy_std,
-                          fmt="s", color=colour, markersize=4, capsize=2, linewidth=0.8, zorder=3)
-            axis.annotate(f"{row.method} b={row.budget:g}", (row.time_s, 100 * row.accuracy_mean),
-                          textcoords="offset points", xytext=(4, 3), fontsize=6, color=colour)
+        methods = sorted((r for r in rows if setting_id(r.setting) == key and r.method not in FRONTIER_METHODS),
+                         key=lambda r: -r.accuracy_mean)
+        top = 100 * max([points[-1].accuracy, *(r.accuracy_mean for r in methods)]) + 0.8
+        bottom = max(100 * min([points[0].accuracy, *(r.accuracy_mean for r in methods)]) - 0.8, top - 10.0)
+        colours = colormaps["tab20" if len(methods) > 10 else "tab10"]
+        for index, row in enumerate(methods):
+            mean = 100 * row.accuracy_mean
+            off_chart = mean < bottom
+            axis.errorbar(row.time_s, bottom + 0.15 if off_chart else mean, xerr=row.time_std,
+                          yerr=None if off_chart else 100 * row.accuracy_std, fmt="v" if off_chart else "s",
+                          color=colours(index % colours.N), markersize=5, capsize=2, linewidth=0.8, zorder=3,
+                          label=f"{row.method} b={row.budget:g} ({row.family})" + (" ▼ below" if off_chart else ""))
+        axis.set_ylim(bottom, top)
         axis.set_xscale("log")
+        axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.xaxis.set_major_formatter(ScalarFormatter())
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel("selection + training + proxy seconds")
         axis.set_ylabel("test accuracy (%)")
         axis.set_title(setting_label(json.loads(key)), fontsize=8)
-        _clip_low(axis)
         axis.grid(alpha=0.3)
-        handles = [Line2D([], [], color="0.35", marker="o", label="random's frontier")]
-        handles += [Line2D([], [], color=c, marker="s", linestyle="", label=f) for f, c in FAMILY_COLOURS.items()
-                    if f != "reference"]
-        axis.legend(handles=handles, fontsize=6, loc="lower right")
+        axis.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return figure

@@ -183,7 +183,7 @@ def answer_tables(rows: list[MethodSummary], tablefmt: str = "github") -> list[A
         table = []
         for r in sorted(members, key=lambda r: (-r.accuracy_mean, r.time_s)):
             gain, saved = _verdict_cells(r, frontier)
-            name = f'{escape(r.method)} <span class="family family-{r.family}">{r.family}</span>' if html else r.method
+            name = _html_method(r.method, r.family) if html else r.method
             table.append([
                 name, *([] if html else [r.family]), f"{r.budget:g}", str(r.seeds),
                 f"{100 * r.accuracy_mean:.2f} ± {100 * r.accuracy_std:.2f}", f"{r.time_s:.1f}", gain, saved,
@@ -214,6 +214,14 @@ def answer_tables(rows: list[MethodSummary], tablefmt: str = "github") -> list[A
 def answers(rows: list[MethodSummary], tablefmt: str = "github") -> str:
     """Every setting's answer table with its caption, as text: what a person reads first."""
     return "\n\n".join(f"Which method here? {a.caption}\n{a.table}" for a in answer_tables(rows, tablefmt))
+
+
+def _html_method(label: str, family: str) -> str:
+    """The strategy's name and family badge, its non-default parameters on a line of their own (they wrap)."""
+    name, _, params = label.partition("(")
+    params = params.removesuffix(")").replace(",", ", ")
+    cell = f'{escape(name)} <span class="family family-{family}">{family}</span>'
+    return cell + (f'<br><span class="params">{escape(params)}</span>' if params else "")
 
 
 def _verdict_cells(row: MethodSummary, frontier: Frontier | None) -> tuple[str, str]:

@@ -88,8 +88,9 @@ def build_sections(store: ResultStore, folder: Path, *, targets: Sequence[float]
     sections += [
         _figure(folder, "frontier", "Against random's wall-clock frontier",
                 "Random at several budgets and full data (grey line, ± std band; interpolated in log-seconds) against "
-                "every other method (mean ± std over seeds in seconds and accuracy), coloured by family. A point "
-                "above the line beat random given the same seconds.", plots.frontier_plot(rows)),
+                "every other method (mean ± std over seeds in seconds and accuracy; family in the legend). A point "
+                "above the line beat random given the same seconds; ▼ marks a method below the chart.",
+                plots.frontier_plot(rows)),
         _table("Comparison", "Test accuracy (mean ± std over seeds), relative error against full data, cost in "
                "seconds (selection + training, plus proxy runs), share of the cost spent selecting, speed-up "
                "against full data.", lambda fmt: format_table(rows, fmt)),
