@@ -164,7 +164,8 @@ def frontier_plot(rows: list[MethodSummary]) -> Figure | None:
     """Per setting with a frontier: random's wall-clock frontier as a line (± std band, interpolated as the
     verdicts are), its points marked with their budgets, and every other method as a point with ± std error
     bars in seconds and accuracy, in the legend with its family. The accuracy axis spans the frontier and the
-    methods near it; a method far below (e.g. diverged seeds) sits at the bottom edge, marked ▼."""
+    methods within 15 points of its cheapest run; one further below (e.g. diverged seeds) sits at the bottom
+    edge, marked ▼."""
     from matplotlib import colormaps
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
@@ -191,7 +192,8 @@ def frontier_plot(rows: list[MethodSummary]) -> Figure | None:
         methods = sorted((r for r in rows if setting_id(r.setting) == key and r.method not in FRONTIER_METHODS),
                          key=lambda r: -r.accuracy_mean)
         top = 100 * max([points[-1].accuracy, *(r.accuracy_mean for r in methods)]) + 0.8
-        bottom = max(100 * min([points[0].accuracy, *(r.accuracy_mean for r in methods)]) - 0.8, top - 10.0)
+        near = [r.accuracy_mean for r in methods if r.accuracy_mean >= points[0].accuracy - 0.15]
+        bottom = 100 * min([points[0].accuracy, *near]) - 0.8  # 15 points under random's cheapest run at most
         colours = colormaps["tab20" if len(methods) > 10 else "tab10"]
         for index, row in enumerate(methods):
             mean = 100 * row.accuracy_mean

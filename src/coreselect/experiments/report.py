@@ -51,6 +51,7 @@ class MethodSummary:
     steps: float | None = None  # optimizer steps, mean over seeds
     examples: float | None = None  # back-propagated examples, mean over seeds
     selection_s: float = 0.0  # selection seconds (proxy runs included), mean over seeds
+    proxy_s: float = 0.0  # seconds of the proxy runs it scored with, mean over seeds
     forwarded: float | None = None  # examples forwarded for selection, mean over seeds
     forward_floor_s: float | None = None  # forwarded × the run's measured forward seconds per example, mean
 
@@ -111,6 +112,7 @@ def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = 
                 steps=statistics.fmean(r.steps or 0 for r in rs),
                 examples=statistics.fmean(r.examples or 0 for r in rs),
                 selection_s=selection,
+                proxy_s=statistics.fmean(proxy_seconds.get(r.run_id, 0.0) for r in rs),
                 forwarded=statistics.fmean(r.selection_forward_examples or 0 for r in rs),
                 forward_floor_s=None if None in floors else statistics.fmean(f or 0.0 for f in floors),
             ))
@@ -202,7 +204,7 @@ def answer_tables(rows: list[MethodSummary], tablefmt: str = "github") -> list[A
                            "the method's seconds; seconds saved: the frontier's seconds to the method's accuracy "
                            "minus the method's (negative: random is better value)")
         caption.append("steps ⚠: more than 5 % off random's at the same budget (random's truncated last batch of "
-                       "each epoch aside); selection ÷ floor: selection "
+                       "each epoch aside); selection ÷ floor: selection (proxy runs apart) "
                        "seconds over the seconds of the no-grad forwards the method asked for")
         caption += constant
         out.append(AnswerTable(members[0].setting, "; ".join(caption) + ".",
@@ -258,7 +260,7 @@ def _floor_cell(row: MethodSummary) -> str:
         return "—"
     if row.forward_floor_s <= 0:
         return "no forwards"
-    return f"{row.selection_s / row.forward_floor_s:.1f}×"
+    return f"{(row.selection_s - row.proxy_s) / row.forward_floor_s:.1f}×"
 
 
 def _move_constant_columns(headers: list[str], table: list[list[str]],
@@ -274,19 +276,20 @@ def _move_constant_columns(headers: list[str], table: list[list[str]],
 
 def cost_floor_table(rows: list[MethodSummary], tablefmt: str = "github") -> str | None:
     """Per method: examples forwarded for selection, the seconds those forwards cost at the run's measured forward
-    cost (the floor), the selection seconds, and the overhead beyond the floor; None if no run measured it."""
+    cost (the floor), the selection seconds (proxy runs apart), the overhead beyond the floor, and the proxy
+    runs' seconds; None if no run measured it."""
     measured = [r for r in rows if r.forward_floor_s is not None and r.method != REFERENCE]
     if not measured:
         return None
     with_imbalance = any(r.setting.get("imbalance", 1.0) != 1.0 for r in rows)
     table = []
     for r in measured:
-        floor = r.forward_floor_s or 0.0
+        floor, selection = r.forward_floor_s or 0.0, r.selection_s - r.proxy_s
         table.append([*_setting_cells(r.setting, with_imbalance), r.method, f"{r.budget:g}",
-                      f"{r.forwarded or 0:.0f}", f"{floor:.2f}", f"{r.selection_s:.2f}", f"{r.selection_s - floor:.2f}",
-                      "—" if floor <= 0 else f"{r.selection_s / floor:.1f}×"])
+                      f"{r.forwarded or 0:.0f}", f"{floor:.2f}", f"{selection:.2f}", f"{selection - floor:.2f}",
+                      "—" if floor <= 0 else f"{selection / floor:.1f}×", f"{r.proxy_s:.2f}"])
     headers = [*_setting_headers(with_imbalance), "method", "budget", "forwarded examples", "floor (s)",
-               "selection (s)", "overhead (s)", "selection ÷ floor"]
+               "selection (s)", "overhead (s)", "selection ÷ floor", "proxy runs (s)"]
     return tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
