@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM := /usr/bin/chromium
 JOBS ?= 2
 
-.PHONY: demo test lint bench bench-crest bench-noise bench-online bench-static bench-distributed setup dataset browser
+.PHONY: demo test lint bench bench-crest bench-noise bench-online bench-static bench-clock bench-distributed setup dataset browser
 
 setup: dataset $(STAMP)
 
@@ -51,7 +51,7 @@ bench: setup
 	$(BIN)/python benchmarks/trajectory_cost.py
 	$(BIN)/python benchmarks/distributed_selection.py
 
-bench-crest: setup  # CREST's Table 1 protocol, 3 seeds (about 1 h on 2 cores)
+bench-crest: setup  # CREST's Table 1 protocol with random's frontier, 3 seeds (about 1 h 30 on one core)
 	$(BIN)/coreselect bench --preset crest-table
 
 bench-noise: setup  # the label-noise table (about 40 min on 2 cores)
@@ -62,6 +62,9 @@ bench-online: setup  # the online-selection time-to-target table (about 1 h 30 o
 
 bench-static: setup  # the static-coreset size sweep and transfer table (about 1 h on 2 cores)
 	$(BIN)/python benchmarks/static_coresets.py
+
+bench-clock: setup  # InfoBatch, CREST, stable and online selection against random's frontier, budgets 0.1-0.5, clean and 30% noise, 3 seeds (many hours on 2 cores)
+	$(BIN)/coreselect bench --preset clock
 
 bench-distributed: setup  # selection wall-clock, 1 vs 2 processes (gloo), 8 strategies (about 10 min on 2 cores)
 	$(BIN)/python benchmarks/distributed_selection.py
