@@ -5,7 +5,7 @@ against the mean accuracy of the ``full`` runs of the same setting (CREST's Tabl
 Speed-up is the full run's mean cost over the method's, the cost being selection + training wall-clock plus,
 for strategies scored by proxy runs (static coresets, irreducible-loss models), the seconds of those runs.
 
-The answer table (:func:`answer_table`) puts each method against random's wall-clock frontier
+The answer table (:func:`answer_tables`) puts each method against random's wall-clock frontier
 (:mod:`coreselect.experiments.frontier`) and against its cost floor: the seconds of the no-grad forwards it
 asked for, at the per-example forward cost each run measured on its own model and data.
 """
@@ -21,7 +21,14 @@ from html import escape
 
 from tabulate import tabulate
 
-from coreselect.experiments.frontier import FRONTIER_METHODS, Frontier, frontier_points, frontiers, setting_id
+from coreselect.experiments.frontier import (
+    BEYOND_FRONTIER,
+    FRONTIER_METHODS,
+    Frontier,
+    frontier_points,
+    frontiers,
+    setting_id,
+)
 from coreselect.experiments.store import ResultStore, StoredRun
 from coreselect.strategies.registry import STRATEGIES
 from coreselect.train.forgetting import FORGETTING
@@ -55,8 +62,6 @@ class MethodSummary:
     forwarded: float | None = None  # examples forwarded for selection, mean over seeds
     forward_floor_s: float | None = None  # forwarded × the run's measured forward seconds per example, mean
 
-
-FAMILIES = ("reference", "static", "adaptive", "online")
 
 
 def _std(values: list[float]) -> float:
@@ -232,12 +237,10 @@ def _verdict_cells(row: MethodSummary, frontier: Frontier | None) -> tuple[str, 
     if frontier is None:
         return "—", "—"
     verdict = frontier.verdict(row.time_s, row.accuracy_mean)
-    gain = "— (faster than all)" if verdict.gain is None else f"{100 * verdict.gain:+.2f}"
+    gain = "— (faster than random)" if verdict.gain is None else f"{100 * verdict.gain:+.2f}"
     if verdict.seconds_saved is not None:
-        saved = f"{verdict.seconds_saved:+.1f} s"
-    else:
-        saved = "beyond frontier" if row.accuracy_mean > frontier.points[-1].accuracy else "below frontier"
-    return gain, saved
+        return gain, f"{verdict.seconds_saved:+.1f} s"
+    return gain, "beyond frontier" if BEYOND_FRONTIER in verdict.note else "below frontier"
 
 
 def _steps_cell(row: MethodSummary, random: MethodSummary | None) -> str:
