@@ -64,7 +64,7 @@ bench-static: setup  # the static-coreset size sweep and transfer table (about 1
 	$(BIN)/python benchmarks/static_coresets.py
 
 bench-clock: setup  # InfoBatch, CREST, stable and online selection against random's frontier, budgets 0.1-0.5, clean and 30% noise, 3 seeds (many hours on 2 cores)
-	$(BIN)/coreselect bench --preset clock
+	$(BIN)/python benchmarks/clock_goals.py
 
 bench-distributed: setup  # selection wall-clock, 1 vs 2 processes (gloo), 8 strategies (about 10 min on 2 cores)
 	$(BIN)/python benchmarks/distributed_selection.py

@@ -1,0 +1,84 @@
+"""Selection that pays for itself: runs the `clock` preset (or reads any store) and prints each goal's measured
+ratio against random's wall-clock frontier and full data, per setting.
+
+Goals: a method within 0.3 points of full data's accuracy at ≤ 0.3× its seconds (lossless at a third of the
+cost); at budgets 0.1 and 0.3 an adaptive and an online method above random's frontier at equal seconds by
+≥ 0.5 points (≥ 2 under label noise); CREST and stable coresets selecting ≤ 25 % of their seconds; online
+selection seconds ≤ 1.3× their forward floor.
+
+    .venv/bin/python benchmarks/clock_goals.py [--seeds 0] [--jobs 1] [--store runs/clock.db] [--report-only]
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from coreselect.experiments.frontier import FRONTIER_METHODS, frontiers, setting_id
+from coreselect.experiments.report import MethodSummary, setting_label, summarise_store
+from coreselect.experiments.store import ResultStore
+from preset_script import preset_parser, run_preset_from
+
+LOSSLESS_POINTS, LOSSLESS_COST = 0.003, 0.3
+MARGIN_CLEAN, MARGIN_NOISY = 0.005, 0.02
+SELECTION_SHARE, FLOOR_RATIO = 0.25, 1.3
+
+
+def goals(rows: list[MethodSummary]) -> list[str]:
+    """One line per goal and setting: what was measured, and whether it meets the goal."""
+    lines_of = frontiers(rows)
+    by_setting: dict[str, list[MethodSummary]] = defaultdict(list)
+    for row in rows:
+        by_setting[setting_id(row.setting)].append(row)
+    out = []
+    for key, members in by_setting.items():
+        out.append(f"== {setting_label(members[0].setting)}")
+        full = next((r for r in members if r.method == "full"), None)
+        methods = [r for r in members if r.method not in FRONTIER_METHODS]
+        if full is not None:
+            cheap = [r for r in methods if r.time_s <= LOSSLESS_COST * full.time_s]
+            best = max(cheap, key=lambda r: r.accuracy_mean, default=None)
+            if best is None:
+                out.append(f"lossless: no method at ≤ {LOSSLESS_COST}× full's {full.time_s:.1f} s")
+            else:
+                gap = 100 * (full.accuracy_mean - best.accuracy_mean)
+                verdict = "met" if gap <= 100 * LOSSLESS_POINTS else "not met"
+                out.append(f"lossless: {best.method} b={best.budget:g} {gap:.2f} points under full at "
+                           f"{best.time_s / full.time_s:.2f}× its seconds ({verdict})")
+        frontier = lines_of.get(key)
+        margin = MARGIN_NOISY if members[0].setting.get("label_noise", 0.0) > 0 else MARGIN_CLEAN
+        for budget in sorted({r.budget for r in methods}):
+            for family in ("adaptive", "online"):
+                ranked = [(frontier.verdict(r.time_s, r.accuracy_mean).gain, r) for r in methods
+                          if frontier is not None and r.budget == budget and r.family == family]
+                ranked = [(g, r) for g, r in ranked if g is not None]
+                if not ranked:
+                    continue
+                gain, row = max(ranked, key=lambda pair: pair[0])
+                verdict = "met" if gain >= margin else "not met"
+                out.append(f"above the frontier, {family}, b={budget:g}: best {row.method} {100 * gain:+.2f} points "
+                           f"(goal ≥ {100 * margin:g}; {verdict})")
+        for row in methods:
+            if row.method.split("(")[0] in ("crest", "stable"):
+                verdict = "met" if row.selection_share <= SELECTION_SHARE else "not met"
+                out.append(f"overhead: {row.method} b={row.budget:g} selects {100 * row.selection_share:.1f} % of "
+                           f"its seconds, accuracy {100 * row.accuracy_mean:.2f} % ({verdict})")
+            elif row.family == "online" and row.forward_floor_s:
+                ratio = (row.selection_s - row.proxy_s) / row.forward_floor_s
+                verdict = "met" if ratio <= FLOOR_RATIO else "not met"
+                out.append(f"floor: {row.method} b={row.budget:g} selection {ratio:.2f}× its forwards ({verdict})")
+    return out
+
+
+def main() -> None:
+    parser = preset_parser(__doc__.splitlines()[0])
+    parser.add_argument("--report-only", action="store_true", help="read the store, run nothing")
+    args = parser.parse_args()
+    if args.report_only:
+        store = ResultStore(args.store or "runs/clock.db")
+    else:
+        _, store, _ = run_preset_from(args, "clock")
+    print("\n".join(goals(summarise_store(store))))
+
+
+if __name__ == "__main__":
+    main()
