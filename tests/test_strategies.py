@@ -90,3 +90,15 @@ def test_batch_head_and_budget() -> None:
     for bad in (0.0, -0.1, 1.5, float("nan")):
         with pytest.raises(InvalidInputError, match=r"budget must lie in \(0, 1\]"):
             Budget(bad, 20, 100, 10)
+
+
+@pytest.mark.parametrize(("name", "params", "needle"), [
+    ("craig", {"select_every": True}, "select_every.*valid integer"),  # a bool is not a count
+    ("crest", {"check_thresh": float("inf")}, "check_thresh.*finite"),
+    ("crest", {"check_interval": 1.5}, "check_interval.*valid integer"),
+    ("infobatch", {"budgeted": 1}, "budgeted.*valid boolean"),
+])
+def test_strategy_parameters_are_strictly_typed_and_finite(name: str, params: dict, needle: str) -> None:
+    with pytest.raises(InvalidInputError, match=needle):
+        create_strategy(name, **params)
+    assert create_strategy("crest", check_thresh=1).params.check_thresh == 1.0  # an int is a number

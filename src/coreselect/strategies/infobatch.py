@@ -16,19 +16,17 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
 from coreselect.strategies.epochs import EpochStrategy, Selection
 from coreselect.strategies.protocol import Batch, StepOutput
-from coreselect.strategies.registry import register
+from coreselect.strategies.registry import StrategyParams, register
 
 
-class InfoBatchParams(BaseModel):
+class InfoBatchParams(StrategyParams):
     """InfoBatch's settings; defaults follow the official code."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     prune_ratio: float = Field(0.5, ge=0, lt=1, description="r: share of the below-mean-loss examples pruned")
     delta: float = Field(0.875, gt=0, le=1, description="δ: share of the budget after which passes are unpruned")

@@ -13,17 +13,16 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor
 
 from coreselect.distributed import world
+from coreselect.strategies.registry import StrategyParams
 from coreselect.submodular import normalise_weights, per_class_facility_location
 
 
-class SubsetParams(BaseModel):
+class SubsetParams(StrategyParams):
     """The random subsets mini-batch coresets are selected from."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     random_subset_size: float = Field(0.01, gt=0, le=1, description="each random subset: this share of the pool")
     min_subset_batches: float = Field(2.0, ge=1, description="each random subset: at least this many mini-batches")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
@@ -25,14 +25,12 @@ from coreselect.signals import forward_in_batches, logit_gradients, per_example_
 from coreselect.strategies.base import SeededStrategy
 from coreselect.strategies.protocol import Batch, StepOutput
 from coreselect.strategies.proxy import ProxyRecord, ProxyRequest
-from coreselect.strategies.registry import register
+from coreselect.strategies.registry import StrategyParams, register
 
 
-class OnlineParams(BaseModel):
+class OnlineParams(StrategyParams):
     """How many candidates a step scores: n_B = batch size / ``selection_ratio`` (RHO-LOSS and Bayesian data
     selection use 32 of 320)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     selection_ratio: float = Field(0.1, gt=0, le=1, description="n_b / n_B: the run's batch size over the "
                                    "candidates scored per step")

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from coreselect.strategies.epochs import EpochStrategy, Selection
 from coreselect.strategies.proxies import uniform_subset
+from coreselect.strategies.registry import StrategyParams
 
 
-class PeriodicParams(BaseModel):
+class PeriodicParams(StrategyParams):
     """When to select: every ``select_every`` epochs, after ``warm_start_epochs`` of random subsets."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     select_every: int = Field(1, ge=1, description="compressed epochs between selections")
     warm_start_epochs: int = Field(0, ge=0, description="compressed epochs on uniform random subsets first")

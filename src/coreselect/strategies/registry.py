@@ -13,10 +13,15 @@ from coreselect.strategies.protocol import Strategy
 from coreselect.validation import validated
 
 
-class NoParams(BaseModel):
-    """A strategy without parameters."""
+class StrategyParams(BaseModel):
+    """Base of every strategy's parameters: unknown names refused, strict types (no bool for a number, no number
+    for a bool, no float for an integer), finite numbers only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class NoParams(StrategyParams):
+    """A strategy without parameters."""
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,7 @@ class StrategySpec:
     name: str
     family: str
     summary: str
-    params: type[BaseModel]
+    params: type[StrategyParams]
     factory: Callable[[Any], Strategy]
     full_data: bool = False  # trains on every example: the run's budget is 1 whatever is asked
     reads_training_signals: bool = False  # scores from the training-signal cache (no selection forward)
@@ -34,7 +39,7 @@ STRATEGIES: dict[str, StrategySpec] = {}
 
 
 def register(
-    name: str, *, family: str, summary: str, params: type[BaseModel] = NoParams, full_data: bool = False,
+    name: str, *, family: str, summary: str, params: type[StrategyParams] = NoParams, full_data: bool = False,
     reads_training_signals: bool = False,
 ) -> Callable[[Callable[[Any], Strategy]], Callable[[Any], Strategy]]:
     """Class decorator: make a strategy creatable by ``name``; its constructor takes a ``params`` model."""

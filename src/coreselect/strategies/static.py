@@ -19,14 +19,14 @@ from abc import abstractmethod
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
 from coreselect.signals.trajectory import Aggregation, trajectory_correlation
 from coreselect.strategies.epochs import EpochStrategy, Selection
 from coreselect.strategies.proxy import ProxyRecord, ProxyRequest, TrainLossSource
-from coreselect.strategies.registry import register
+from coreselect.strategies.registry import StrategyParams, register
 from coreselect.submodular.facility_location import class_quotas
 
 
@@ -44,10 +44,8 @@ def top_k(scores: Tensor, targets: Tensor, k: int, *, class_balanced: bool = Tru
     return torch.cat([m[torch.topk(scores[m], int(q)).indices] for m, q in zip(members, quotas, strict=True)])
 
 
-class StaticParams(BaseModel):
+class StaticParams(StrategyParams):
     """Proxy and selection settings shared by the score-based static coresets."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     class_balanced: bool = Field(True, description="equal quotas per class (else the global top scores)")
     proxy_model: str | None = Field(None, description="architecture that scores (default: the target's; "
