@@ -141,7 +141,8 @@ class Crest(SeededStrategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         for key in self._STATE:
-            setattr(self, key, state[key])
+            if key in state:  # a key added since the checkpoint was written keeps its fresh value
+                setattr(self, key, state[key])
         self.quadratic = QuadraticModel(**state["quadratic"])
 
     def metrics(self) -> dict[str, float]:
