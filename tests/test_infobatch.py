@@ -16,7 +16,7 @@ from coreselect.models import create_model
 from coreselect.strategies import Batch, create_strategy
 from coreselect.strategies.infobatch import prune, prune_to_budget
 from coreselect.train import Callback, TrainConfig, Trainer
-from test_trainer import _data, _Interrupt
+from test_trainer import _data, interrupted_and_resumed
 
 
 class _Capture(Callback):
@@ -100,17 +100,8 @@ def test_infobatch_forwards_nothing_for_selection_and_the_budgeted_form_spends_e
 
 @pytest.mark.parametrize("params", [{}, {"budgeted": True}])
 def test_interrupted_infobatch_run_resumes_to_the_same_result(tmp_path: Path, params: dict) -> None:
-    straight = _trainer(params)
-    expected = straight.fit()
-    ckpt = tmp_path / "run.pt"
-    with pytest.raises(KeyboardInterrupt):
-        _trainer(params, checkpoint=ckpt, callbacks=[_Interrupt(2)]).fit()
-    resumed_trainer = _trainer(params, checkpoint=ckpt)
-    resumed = resumed_trainer.fit()
-    assert resumed.resumed_from_step is not None and 0 < resumed.resumed_from_step < expected.steps
-    assert [r.test_accuracy for r in resumed.history] == [r.test_accuracy for r in expected.history]
-    assert [r.indices.tolist() for r in resumed.selections] == [r.indices.tolist() for r in expected.selections]
-    assert torch.equal(resumed_trainer.context.training_signals.loss.nan_to_num(-1),
+    straight, resumed = interrupted_and_resumed(lambda **kw: _trainer(params, **kw), tmp_path / "run.pt")
+    assert torch.equal(resumed.context.training_signals.loss.nan_to_num(-1),
                        straight.context.training_signals.loss.nan_to_num(-1))
 
 
