@@ -26,9 +26,6 @@ class TrainingSignals:
         self.step = torch.full((size,), -1, dtype=torch.long)
         self.steps_recorded = 0
 
-    def __len__(self) -> int:
-        return int(self.loss.shape[0])
-
     @torch.no_grad()
     def record(self, indices: Tensor, logits: Tensor, targets: Tensor, losses: Tensor, step: int) -> None:
         """The outputs of training step ``step`` on the examples ``indices`` (a repeated index keeps one of its
