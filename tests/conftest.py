@@ -45,7 +45,7 @@ def blobs() -> InMemoryDataset:
 def npz_root(tmp_path: Path) -> Path:
     """A folder with train.npz (600 examples) and test.npz (200) of 4 separable classes."""
     x, y = make_blobs(800, seed=1)
-    np.savez(tmp_path / "train.npz", x=x[:600], y=y[:600])
+    np.savez(tmp_path / "train.npz", x=x[:600], y=y[:600], classes=np.array(["a", "b", "c", "d"]))
     np.savez(tmp_path / "test.npz", x=x[600:], y=y[600:])
     return tmp_path
 

@@ -138,6 +138,82 @@ def test_killed_bench_finishes_only_the_missing_runs(npz_root: Path, tmp_path: P
     assert (tmp_path / "report" / "report.html").is_file()
 
 
+def _live_processes_of_session(session: int) -> list[int]:
+    """Processes (zombies aside) whose session is ``session``: a benchmark started in its own session and
+    every worker it spawned."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _, _, sid = stat[stat.rindex(")") + 2:].split()[:4]
+        if int(sid) == session and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _contents(store: ResultStore) -> dict[str, tuple]:
+    return {r.run_id: (r.status, r.test_accuracy, r.steps, r.examples,
+                       [e.test_accuracy for e in store.evaluations(r.run_id)],
+                       [s["indices"].tolist() for s in store.selections(r.run_id)]) for r in store.runs()}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from /proc")
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_stopped_bench_leaves_no_process_and_resumes_to_the_same_store(npz_root: Path, tmp_path: Path,
+                                                                      stop: signal.Signals) -> None:
+    grid = _grid_file(tmp_path / "grid.toml", npz_root, strategies='["random", "random-subset"]', seeds="[0, 1, 2]",
+                      extra="")
+    reference = ResultStore(tmp_path / "reference.db")
+    assert all(o.error is None for o in run_grid(expand(load_bench_file(grid)), reference, jobs=2))
+    store_path = tmp_path / "bench.db"
+    args = ["bench", "--config", str(grid), "--store", str(store_path), "--jobs", "2", "--out", str(tmp_path / "r")]
+    process = subprocess.Popen([sys.executable, "-m", "coreselect", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if store_path.is_file() and ResultStore(store_path).runs(status="done"):
+            break
+        time.sleep(0.1)
+    assert process.poll() is None, "the benchmark ended before it could be stopped"
+    if stop == signal.SIGINT:  # Ctrl-C: the terminal signals the whole process group
+        os.killpg(process.pid, signal.SIGINT)
+    else:  # kill -9 of the benchmark process alone
+        process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate(timeout=60)
+    time.sleep(5)
+    assert _live_processes_of_session(process.pid) == []
+    partial = ResultStore(store_path)
+    assert 0 < len(partial.runs(status="done")) < len(reference.runs())
+    if stop == signal.SIGINT:
+        assert process.returncode == 130 and "re-run the same command to resume" in stderr, stderr
+        assert "Traceback" not in stderr, stderr
+        assert {r.status for r in partial.runs()} <= {"done", "interrupted"}
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert _contents(partial) == _contents(reference)
+
+
+def test_a_fixed_thread_count_gives_train_and_bench_the_same_result(npz_root: Path, tmp_path: Path) -> None:
+    grid = _grid_file(tmp_path / "grid.toml", npz_root, strategies='["random"]', seeds="[0]", budgets="[0.5]",
+                      extra="threads = 1")
+    bench = cli("bench", "--config", str(grid), "--store", str(tmp_path / "bench.db"), "--jobs", "2")
+    assert bench.returncode == 0, bench.stderr
+    (planned,) = [r for r in expand(load_bench_file(grid)) if r.config.strategy == "random"
+                  and r.config.train.budget == 0.5]
+    train = cli("train", "--dataset", "npz", "--data-root", str(npz_root), "--model", "mlp", "--strategy", "random",
+                "--budget", "0.5", "--epochs", "3", "--batch-size", "32", "--eval-points", "3", "--threads", "1",
+                "--store", str(tmp_path / "train.db"), "--no-progress")
+    assert train.returncode == 0, train.stderr
+    (alone,) = ResultStore(tmp_path / "train.db").runs()
+    in_bench = ResultStore(tmp_path / "bench.db").get(planned.config.run_id)
+    assert alone.run_id == planned.config.run_id and alone.config.threads == 1
+    assert in_bench is not None and alone.test_accuracy == in_bench.test_accuracy
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Appended to a copy of the page: records whether every image decoded, then the test reads the DOM.
 IMAGE_CHECK = """<script>

@@ -86,17 +86,18 @@ def test_unknown_dataset_and_missing_files(tmp_path: Path) -> None:
 def test_labels_out_of_range_and_wrong_input_shape(tmp_path: Path) -> None:
     x, y = make_blobs(60)
     y[3] = -2
-    np.savez(tmp_path / "train.npz", x=x, y=y)
+    classes = np.array(["a", "b", "c", "d"])
+    np.savez(tmp_path / "train.npz", x=x, y=y, classes=classes)
     np.savez(tmp_path / "test.npz", x=x[:10], y=np.abs(y[:10]))
-    assert_one_line_error(cli(*_train_args(tmp_path, tmp_path / "r.db")), "labels must lie in")
-    np.savez(tmp_path / "train.npz", x=x.reshape(60, -1), y=np.abs(y))
+    assert_one_line_error(cli(*_train_args(tmp_path, tmp_path / "r.db")), "train labels -2 lie outside the 4 classes")
+    np.savez(tmp_path / "train.npz", x=x.reshape(60, -1), y=np.abs(y), classes=classes)
     np.savez(tmp_path / "test.npz", x=x[:10].reshape(10, -1), y=np.abs(y[:10]))
     assert_one_line_error(cli(*_train_args(tmp_path, tmp_path / "r.db")), "cnn takes images", "--model mlp")
 
 
 def test_killed_run_resumes_to_the_same_accuracy(tmp_path: Path) -> None:
     x, y = make_blobs(3000, side=12, seed=5)
-    np.savez(tmp_path / "train.npz", x=x[:2500], y=y[:2500])
+    np.savez(tmp_path / "train.npz", x=x[:2500], y=y[:2500], classes=np.array(["a", "b", "c", "d"]))
     np.savez(tmp_path / "test.npz", x=x[2500:], y=y[2500:])
     args = ["--epochs", "12", "--eval-points", "24", "--strategy", "random", "--budget", "0.5", "--seed", "3"]
     reference = cli(*_train_args(tmp_path, tmp_path / "straight.db", *args))

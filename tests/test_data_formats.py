@@ -36,7 +36,7 @@ def test_idx_roundtrip_and_dataset(tmp_path: Path, gz: bool) -> None:
                       ("t10k-images-idx3-ubyte", test_x), ("t10k-labels-idx1-ubyte", test_y)]:
         write_idx(tmp_path / (name + suffix), arr)
     assert np.array_equal(read_idx(tmp_path / ("train-images-idx3-ubyte" + suffix)), train_x)
-    splits = load_dataset("idx", tmp_path)
+    splits = load_dataset("idx", tmp_path, num_classes=3)
     assert splits.train.input_shape == (1, 6, 5) and len(splits.test) == 10
     assert torch.equal(splits.train.targets, torch.from_numpy(train_y.astype(np.int64)))
     expected = _expected_standardised(train_x[:, None], test_x[:, None])
@@ -53,7 +53,7 @@ def test_npz_channels_last_and_tabular(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, (20, 7, 7, 3), dtype=np.uint8)  # N×H×W×C
     y = np.arange(20) % 5
-    np.savez(tmp_path / "train.npz", x=x, y=y)
+    np.savez(tmp_path / "train.npz", x=x, y=y, classes=np.array(["a", "b", "c", "d", "e"]))
     np.savez(tmp_path / "test.npz", x=x[:4], y=y[:4])
     splits = load_dataset("npz", tmp_path)
     assert splits.train.input_shape == (3, 7, 7) and splits.train.num_classes == 5
@@ -61,7 +61,7 @@ def test_npz_channels_last_and_tabular(tmp_path: Path) -> None:
     np.testing.assert_allclose(splits.test.inputs.numpy(), expected, atol=1e-5)
 
     feats = rng.normal(size=(20, 6)).astype(np.float32)
-    np.savez(tmp_path / "train.npz", x=feats, y=y)
+    np.savez(tmp_path / "train.npz", x=feats, y=y, classes=np.array(["a", "b", "c", "d", "e"]))
     np.savez(tmp_path / "test.npz", x=feats[:4], y=y[:4])
     splits = load_dataset("npz", tmp_path)
     assert splits.train.input_shape == (6,)
@@ -74,7 +74,9 @@ def test_npz_missing_arrays_and_labels(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"lacks array\(s\) \['x'\]"):
         load_dataset("npz", tmp_path)
     np.savez(tmp_path / "train.npz", x=np.zeros((3, 2)), y=np.array([0, -1, 1]))
-    with pytest.raises(InvalidInputError, match=r"labels must lie in \[0, 1\]"):
+    with pytest.raises(InvalidInputError, match=r"train labels -1 lie outside the 2 classes 0..1"):
+        load_dataset("npz", tmp_path, num_classes=2)
+    with pytest.raises(InvalidInputError, match="declares no classes; pass --num-classes"):
         load_dataset("npz", tmp_path)
 
 

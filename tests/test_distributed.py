@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from coreselect import distributed
-from coreselect.data.catalog import FASHION_MNIST_DIR
+from coreselect.data.catalog import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
 from coreselect.data.formats import load_idx_pair
 from coreselect.strategies import STRATEGIES
 
@@ -45,7 +45,7 @@ def _fashion_subset(folder: Path) -> Path:
     """The first 2 000 training and 1 000 test images of Fashion-MNIST, as an npz dataset folder."""
     folder.mkdir(parents=True)
     (x_train, y_train), (x_test, y_test) = (load_idx_pair(FASHION_MNIST_DIR, part) for part in ("train", "t10k"))
-    np.savez(folder / "train.npz", x=x_train[:2000], y=y_train[:2000])
+    np.savez(folder / "train.npz", x=x_train[:2000], y=y_train[:2000], classes=np.array(FASHION_MNIST_CLASSES))
     np.savez(folder / "test.npz", x=x_test[:1000], y=y_test[:1000])
     return folder
 

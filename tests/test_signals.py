@@ -86,3 +86,23 @@ def test_forward_in_batches_matches_one_pass_and_restores_mode() -> None:
     with torch.no_grad():
         torch.testing.assert_close(out.logits, model(x), **TOL)
     assert out.features is not None and out.features.shape == (50, 84)
+
+
+def test_bayesian_closed_form_matches_monte_carlo_at_small_posterior_noise() -> None:
+    from coreselect.signals.laplace import bayesian_score, bayesian_score_closed_form, sample_logits
+
+    g = torch.Generator().manual_seed(0)
+    n, c = 6, 4
+    logits, val = torch.randn(n, c, generator=g) * 2, torch.randn(n, c, generator=g)
+    targets = torch.randint(0, c, (n,), generator=g)
+    root = torch.randn(c, c, generator=g, dtype=torch.float64)
+    u = root @ root.T + c * torch.eye(c, dtype=torch.float64)  # a posterior precision of the logits
+    inv_chol_t = torch.linalg.inv(torch.linalg.cholesky(u)).T
+    for scale in (0.1, 1.0):
+        variance = scale * torch.rand(n, generator=g, dtype=torch.float64)
+        samples = sample_logits(logits, variance, inv_chol_t, 400_000, torch.Generator().manual_seed(1))
+        monte_carlo = bayesian_score(samples, val, targets, alpha=0.2)
+        closed = bayesian_score_closed_form(logits, variance, inv_chol_t, val, targets, alpha=0.2)
+        mean_only = bayesian_score(logits[None], val, targets, alpha=0.2)
+        # second order in the noise: an error far below the posterior's own effect on the score
+        assert (closed - monte_carlo).abs().max() < 0.1 * (mean_only - monte_carlo).abs().max()

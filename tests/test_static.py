@@ -132,3 +132,52 @@ def test_static_strategies_share_one_cached_proxy_and_transfer(npz_root: Path, t
     with pytest.raises(Exception, match="validation split"):
         run_experiment(RunConfig.create(strategy="ltc", **{**common, "val_fraction": 0.0}), store,
                        progress_bar=False)
+
+
+def _ccs_allocation(scores: list[float], k: int, beta: float, strata: int) -> tuple[set[int], list[int]]:
+    """CCS written out example by example (independent of the library's tensor code): the positions it may
+    choose from and how many it takes from each stratum, strata in index order."""
+    ranked = sorted(range(len(scores)), key=lambda i: -scores[i])
+    pool = ranked[int(beta * len(scores)):]
+    low, high = min(scores[i] for i in pool), max(scores[i] for i in pool)
+    bins: dict[int, list[int]] = {}
+    for i in pool:
+        b = min(int((scores[i] - low) / ((high - low) / strata)), strata - 1)
+        bins.setdefault(b, []).append(i)
+    takes, left = {}, k
+    order = sorted(bins, key=lambda b: len(bins[b]))
+    for j, b in enumerate(order):
+        takes[b] = min(len(bins[b]), left // (len(order) - j))
+        left -= takes[b]
+    return set(pool), [takes.get(b, 0) for b in range(strata)]
+
+
+def test_ccs_drops_the_hardest_and_fills_strata_like_a_brute_force_count() -> None:
+    from coreselect.strategies.static import coverage_centric
+
+    g = torch.Generator().manual_seed(3)
+    scores = torch.cat([torch.rand(300, generator=g), 3 + torch.rand(20, generator=g)])  # a long hard tail
+    targets = torch.zeros(320, dtype=torch.long)
+    k, beta, strata = 60, 0.1, 8
+    chosen = coverage_centric(scores, targets, k, beta=beta, strata=strata, class_balanced=False)
+    allowed, expected = _ccs_allocation(scores.tolist(), k, beta, strata)
+    assert len(chosen) == k == len(set(chosen.tolist())) and set(chosen.tolist()) <= allowed
+    hardest = torch.argsort(scores, descending=True)[: int(beta * 320)]
+    assert not set(hardest.tolist()) & set(chosen.tolist())
+    pool = torch.tensor(sorted(allowed))
+    low, high = float(scores[pool].min()), float(scores[pool].max())
+    got = torch.bincount(((scores[chosen].double() - low) / ((high - low) / strata)).floor().long()
+                         .clamp(max=strata - 1), minlength=strata).tolist()
+    assert got == expected
+    top = torch.topk(scores, k).indices  # plain top-k would take the whole hard tail
+    assert set(range(300, 320)) <= set(top.tolist())
+
+
+def test_ccs_keeps_class_quotas_and_is_seeded() -> None:
+    from coreselect.strategies.static import coverage_centric
+
+    scores = torch.rand(400, generator=torch.Generator().manual_seed(1))
+    targets = torch.arange(400) % 4
+    a = coverage_centric(scores, targets, 100, beta=0.2, generator=torch.Generator().manual_seed(5))
+    b = coverage_centric(scores, targets, 100, beta=0.2, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and torch.bincount(targets[a], minlength=4).tolist() == [25, 25, 25, 25]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +14,7 @@ import typer
 from tabulate import tabulate
 
 from coreselect.errors import CoreselectError, InvalidInputError
+from coreselect.notes import print_notes_to_stderr
 
 app = typer.Typer(
     help="Train on the data that matters: coreset and online batch selection, compared fairly.",
@@ -85,6 +89,13 @@ def train(
     nproc: Annotated[
         int, typer.Option(help="data-parallel processes on this machine (torchrun; gloo on CPU, nccl on GPUs)")
     ] = 1,
+    num_classes: Annotated[
+        int | None, typer.Option(help="class count when the data declares none (labels 0..N-1)")
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="CPU threads to compute with (results depend on it; default: the cores available)"),
+    ] = None,
 ) -> None:
     """Train one configuration and store it; re-running an interrupted command resumes it."""
     from coreselect import distributed
@@ -93,20 +104,26 @@ def train(
     config = RunConfig.create(
         dataset=dataset, data_root=data_root, model=model, strategy=strategy, params=_parse_params(param),
         seed=seed, val_fraction=val_fraction, label_noise=label_noise, noise_kind=noise_kind, imbalance=imbalance,
-        holdout_fraction=holdout,
+        holdout_fraction=holdout, num_classes=num_classes, threads=threads,
         train={"epochs": epochs, "budget": budget, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
                "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule, "eval_points": eval_points},
     )
     if nproc != 1 and not distributed.launched_by_torchrun():  # the configuration is valid: start the job
-        raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+        raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:]), device))
     group, rank_device = distributed.init_from_environment(device)
     if budget != config.train.budget and group.is_main:
         typer.echo(f"note: {strategy} trains on every example; budget set to {config.train.budget:g}", err=True)
     results = ResultStore(store)
     before = results.get(config.run_id)
     try:
-        run = run_experiment(config, results, device=str(rank_device), progress_bar=progress, rerun=rerun,
-                             gradient_error_sample=gradient_error)
+        with _resumable():
+            try:
+                run = run_experiment(config, results, device=str(rank_device), progress_bar=progress, rerun=rerun,
+                                     gradient_error_sample=gradient_error)
+            except KeyboardInterrupt:
+                if group.is_main:
+                    results.interrupt([config.run_id])
+                raise
     finally:
         distributed.shutdown()
     if not group.is_main:
@@ -138,9 +155,7 @@ def report(
     from coreselect.experiments import report as make_report
     from coreselect.experiments.report import time_to_target_table
 
-    if not store.is_file():
-        raise InvalidInputError(f"no results store at {store}; run `coreselect train ... --store {store}` first")
-    results = ResultStore(store)
+    results = ResultStore.for_reading(store)
     sections = [make_report(results, tablefmt=fmt)]
     if target:
         if any(not 0 < t <= 1 for t in target):
@@ -205,7 +220,8 @@ def bench(
             bar.set_postfix_str(f"{c.method_label} b={c.train.budget:g} s={c.seed}: {state}")
             bar.update()
 
-        outcomes = run_grid(planned, results, jobs=jobs, device=device, on_outcome=progress)
+        with _resumable():
+            outcomes = run_grid(planned, results, jobs=jobs, device=device, on_outcome=progress)
     skipped = sum(o.skipped for o in outcomes)
     typer.echo(f"{len(outcomes) - skipped} runs made, {skipped} already in {results.path}, {len(failures)} failed")
     for failure in failures:
@@ -238,13 +254,31 @@ def methods() -> None:
     typer.echo(f"\nmodels: {', '.join(MODELS)}\ndatasets: {', '.join(DATASETS)}")
 
 
+class _Stopped(Exception):
+    """Ctrl-C or SIGTERM during a command (raised past the CLI framework, which would swallow it)."""
+
+
+@contextmanager
+def _resumable() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while a command trains, and an interruption into :class:`_Stopped`."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise _Stopped() from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main() -> None:
-    """Entry point: user errors print one line and exit with status 2."""
+    """Entry point: user errors print one line and exit with status 2; an interrupted command says how to
+    resume and exits with 130."""
+    print_notes_to_stderr()
     try:
         app()
     except CoreselectError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (_Stopped, KeyboardInterrupt):
         typer.echo("interrupted; re-run the same command to resume from the last checkpoint", err=True)
         sys.exit(130)

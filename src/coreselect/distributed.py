@@ -175,11 +175,19 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def launch(nproc: int, module_args: Sequence[str]) -> int:
+def launch(nproc: int, module_args: Sequence[str], device: str = "auto") -> int:
     """Run ``python -m coreselect <module_args>`` as ``nproc`` processes under ``torchrun`` on this machine;
-    returns the job's exit status."""
+    returns the job's exit status. More processes than GPUs (on ``device`` CUDA) or than the cores this
+    process may use (on the CPU) are refused."""
     if nproc < 1:
         raise InvalidInputError(f"--nproc must be a positive number of processes, got {nproc}")
+    if rank_device(device).type == "cuda":
+        available, what = torch.cuda.device_count(), "GPUs"
+    else:
+        available, what = len(os.sched_getaffinity(0)), "CPU cores available to this process"
+    if nproc > available:
+        raise InvalidInputError(f"--nproc {nproc} is more processes than the {available} {what}; "
+                                f"pass --nproc {available} or fewer")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "coreselect", *module_args]
     return subprocess.call(command)

@@ -16,6 +16,7 @@ from coreselect.data.corruption import add_label_noise, long_tailed_indices
 from coreselect.data.dataset import InMemoryDataset
 from coreselect.data.splits import stratified_split
 from coreselect.errors import DatasetNotFoundError, InvalidInputError, UnknownNameError
+from coreselect.notes import LOG
 from coreselect.seeding import derive_seed
 
 DATA_ENV = "CORESELECT_DATA"
@@ -89,7 +90,9 @@ def _cifar(subfolder: str) -> Callable[[str | Path | None], tuple[Arrays, Arrays
 
 def _npz(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, ...]]:
     place = _require(root, "npz", "folder with train.npz and test.npz")
-    return formats.load_npz(place / "train.npz"), formats.load_npz(place / "test.npz"), ()
+    *train, classes = formats.load_npz(place / "train.npz")
+    *test, _ = formats.load_npz(place / "test.npz")
+    return (train[0], train[1]), (test[0], test[1]), classes
 
 
 def _image_folder(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, ...]]:
@@ -125,18 +128,56 @@ def _standardiser(x_train: np.ndarray) -> Callable[[np.ndarray], Tensor]:
     return apply
 
 
-def load_dataset(name: str, root: str | Path | None = None) -> DataSplits:
-    """Load a named dataset as standardised float tensors (train statistics) with train and test parts."""
+def _class_count(name: str, classes: tuple[str, ...], num_classes: int | None) -> int:
+    """The number of classes: given, else declared by the data (never guessed from the largest label)."""
+    if num_classes is not None:
+        if num_classes < 1:
+            raise InvalidInputError(f"--num-classes must be positive, got {num_classes}")
+        if classes and len(classes) != num_classes:
+            raise InvalidInputError(f"{name} declares {len(classes)} classes but --num-classes is {num_classes}; "
+                                    "drop --num-classes or fix the data's class list")
+        return num_classes
+    if not classes:
+        raise InvalidInputError(f"{name} data declares no classes; pass --num-classes N (labels 0..N-1), or save "
+                                "the class names in the .npz as `classes`")
+    return len(classes)
+
+
+def _check_arrays(name: str, split: str, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
+    if len(x) == 0:
+        raise InvalidInputError(f"{name}: the {split} split holds no examples; give it at least one")
+    if x.dtype.kind not in "biuf":
+        raise InvalidInputError(f"{name}: {split} inputs have dtype {x.dtype}; inputs must be numeric")
+    outside = np.unique(y[(y < 0) | (y >= num_classes)])
+    if len(outside):
+        shown = ", ".join(str(v) for v in outside[:5]) + (" ..." if len(outside) > 5 else "")
+        raise InvalidInputError(f"{name}: {split} labels {shown} lie outside the {num_classes} classes "
+                                f"0..{num_classes - 1}; fix the labels or pass the right --num-classes")
+
+
+def load_dataset(name: str, root: str | Path | None = None, num_classes: int | None = None) -> DataSplits:
+    """Load a named dataset as standardised float tensors (train statistics) with train and test parts.
+
+    The class count is ``num_classes`` if given, else the classes the data declares; a label outside it is
+    an error. A class without training examples is reported (a warning, not an error).
+    """
     if name not in DATASETS:
         raise UnknownNameError("dataset", name, DATASETS)
     (x_train, y_train), (x_test, y_test), classes = DATASETS[name](root)
+    count = _class_count(name, classes, num_classes)
+    _check_arrays(name, "train", x_train, y_train, count)
+    _check_arrays(name, "test", x_test, y_test, count)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise InvalidInputError(f"{name}: train inputs {x_train.shape[1:]} and test inputs {x_test.shape[1:]} differ")
-    num_classes = len(classes) or int(max(y_train.max(), y_test.max())) + 1
+    empty = np.flatnonzero(np.bincount(y_train, minlength=count) == 0)
+    if len(empty):
+        names = classes or tuple(str(c) for c in range(count))
+        LOG.warning("%s: class(es) %s have no training examples; the model can never learn them",
+                    name, ", ".join(names[c] for c in empty[:10]))
     standardise = _standardiser(x_train)
 
     def make(x: np.ndarray, y: np.ndarray) -> InMemoryDataset:
-        return InMemoryDataset(standardise(x), torch.from_numpy(y), num_classes, classes)
+        return InMemoryDataset(standardise(x), torch.from_numpy(y), count, classes)
 
     return DataSplits(name=name, train=make(x_train, y_train), test=make(x_test, y_test))
 

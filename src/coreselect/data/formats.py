@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from coreselect.errors import DatasetNotFoundError, InvalidInputError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -64,19 +69,30 @@ def _channels_first(x: np.ndarray, source: str) -> np.ndarray:
     raise InvalidInputError(f"{source}: inputs must be N×D, N×H×W, N×C×H×W or N×H×W×C, got shape {x.shape}")
 
 
-def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Arrays ``x`` (inputs) and ``y`` (integer labels) of an ``.npz`` file."""
+def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Arrays ``x`` (numeric inputs) and ``y`` (integer labels) of an ``.npz`` file, and its class names
+    (an optional ``classes`` array of strings, one per class)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetNotFoundError(f"{path} does not exist; write it with numpy.savez(path, x=inputs, y=labels)")
-    with np.load(path, allow_pickle=False) as data:
-        missing = {"x", "y"} - set(data.files)
-        if missing:
-            raise InvalidInputError(f"{path} lacks array(s) {sorted(missing)}; save inputs as x and labels as y")
-        x, y = data["x"], data["y"]
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"x", "y"} - set(data.files)
+            if missing:
+                raise InvalidInputError(f"{path} lacks array(s) {sorted(missing)}; save inputs as x and labels as y")
+            x, y = data["x"], data["y"]
+            classes = tuple(str(c) for c in data["classes"]) if "classes" in data.files else ()
+    except InvalidInputError:
+        raise
+    except ValueError as err:  # object arrays, which cannot be read without unpickling
+        raise InvalidInputError(f"{path}: {err}; save numeric inputs and integer labels") from err
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise InvalidInputError(f"{path} is not a readable .npz file ({err}); write it again with numpy.savez") from err
+    if x.dtype.kind not in "biuf":
+        raise InvalidInputError(f"{path}: inputs x must be numeric, got dtype {x.dtype}; convert them to numbers")
+    if y.ndim != 1 or y.dtype.kind not in "iu":
         raise InvalidInputError(f"{path}: y must be a 1-d integer array, got {y.dtype} of shape {y.shape}")
-    return _channels_first(x, str(path)), y.astype(np.int64)
+    return _channels_first(x, str(path)), y.astype(np.int64), classes
 
 
 def _unpickle(path: Path) -> dict:
@@ -115,13 +131,23 @@ def load_cifar_pickles(directory: str | Path) -> dict[str, object]:
     return {"train": to_arrays(parts), "test": to_arrays([test]), "classes": classes}
 
 
+def _open_image(path: Path) -> Image.Image:
+    """The decoded image at ``path``; a file that is not one, or is cut short, is named in the error."""
+    from PIL import Image
+
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, SyntaxError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+        raise InvalidInputError(f"{path} is not a readable image ({err}); remove or replace it") from err
+    return image
+
+
 def load_image_folder(directory: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Images laid out as ``directory/<class name>/<image>``; classes sorted by name.
 
     All images must have the same size; greyscale unless any image has colour.
     """
-    from PIL import Image
-
     directory = Path(directory)
     class_dirs = sorted(p for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else []
     if not class_dirs:
@@ -134,7 +160,7 @@ def load_image_folder(directory: str | Path) -> tuple[np.ndarray, np.ndarray, tu
                 labels.append(label)
     if not files:
         raise DatasetNotFoundError(f"{directory} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    images = [Image.open(f) for f in files]
+    images = [_open_image(f) for f in files]
     mode = "L" if all(im.mode in ("L", "1", "I;16") for im in images) else "RGB"
     arrays = [np.asarray(im.convert(mode)) for im in images]
     shapes = {a.shape for a in arrays}

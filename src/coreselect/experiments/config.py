@@ -17,7 +17,7 @@ from coreselect.validation import validated
 
 SETTING_FIELDS = ("dataset", "data_root", "model", "val_fraction", "label_noise", "noise_kind", "imbalance")
 # Fields added later: left out of identities while at their default, so that earlier runs keep theirs.
-LATER_FIELDS = {"holdout_fraction": 0.0}
+LATER_FIELDS: dict[str, Any] = {"holdout_fraction": 0.0, "num_classes": None, "threads": None}
 
 
 class RunConfig(BaseModel):
@@ -37,6 +37,10 @@ class RunConfig(BaseModel):
     imbalance: float = Field(1.0, ge=1.0, description="long-tail ratio n_max / n_min of the training part")
     holdout_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="stratified share of the training part "
                                     "held out for irreducible-loss / validation models, never trained on")
+    num_classes: int | None = Field(None, ge=1, description="class count when the data declares none; labels "
+                                    "outside 0..num_classes-1 are an error")
+    threads: int | None = Field(None, ge=1, description="CPU threads the run computes with (results depend on it); "
+                                "None: the cores the process may use, fixed when the run starts")
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @classmethod

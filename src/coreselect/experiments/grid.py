@@ -19,10 +19,10 @@ A file holds one or more grids (``[[grids]]`` tables); every grid is a full cros
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
 import tomllib
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from coreselect.errors import InvalidInputError, UnknownNameError
 from coreselect.experiments.config import RunConfig
 from coreselect.experiments.store import ResultStore
+from coreselect.experiments.supervise import Finished, Interrupted, run_supervised
+from coreselect.notes import print_notes_to_stderr
 from coreselect.strategies.registry import STRATEGIES
 from coreselect.validation import validated
 
@@ -64,6 +66,8 @@ class Grid(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     val_fraction: float = 0.0
     holdout_fraction: float = 0.0
+    num_classes: int | None = None
+    threads: int | None = None
     train: dict[str, Any] = Field(default_factory=dict, description="training settings shared by the grid "
                                   "(epochs, optimizer, lr, schedule, batch_size, ...)")
     gradient_error: int | None = Field(None, description="training examples of the reference gradient for the "
@@ -158,7 +162,8 @@ def expand(spec: BenchSpec) -> list[PlannedRun]:
             config = RunConfig.create(dataset=dataset, data_root=grid.data_root, model=model, strategy=entry.name,
                                       params=entry.params, seed=seed, val_fraction=grid.val_fraction,
                                       label_noise=noise, noise_kind=grid.noise_kind, imbalance=imbalance,
-                                      holdout_fraction=grid.holdout_fraction, train={**grid.train, "budget": budget})
+                                      holdout_fraction=grid.holdout_fraction, num_classes=grid.num_classes,
+                                      threads=grid.threads, train={**grid.train, "budget": budget})
             gradient_error = grid.gradient_error if entry.name in grid.gradient_error_strategies else None
             planned.setdefault(config.run_id, PlannedRun(config, gradient_error))
     return list(planned.values())
@@ -182,6 +187,8 @@ def _run_one(config_json: str, store_path: str, device: str, gradient_error: int
     from coreselect.errors import CoreselectError
     from coreselect.experiments.runner import run_experiment
 
+    if multiprocessing.parent_process() is not None:  # a benchmark's worker: its notes go to stderr too
+        print_notes_to_stderr()
     torch.set_num_threads(threads)
     config = RunConfig.model_validate_json(config_json)
     try:
@@ -195,7 +202,9 @@ def _run_one(config_json: str, store_path: str, device: str, gradient_error: int
 def run_grid(runs: list[PlannedRun], store: ResultStore, *, jobs: int = 1, device: str = "auto",
              on_outcome: Callable[[RunOutcome], None] | None = None) -> list[RunOutcome]:
     """Run every planned run not finished in ``store``; ``jobs`` processes at a time, each with an equal share
-    of the cores this process may run on. A run that fails with a user error is reported and the others go on."""
+    of the cores this process may run on. A run that fails with a user error is reported and the others go on.
+    Interrupted (Ctrl-C), the runs in flight are stopped and marked ``interrupted``; their checkpoints stay, so
+    running the grid again resumes them."""
     if jobs < 1:
         raise InvalidInputError(f"jobs must be at least 1, got {jobs}")
     outcomes: list[RunOutcome] = []
@@ -215,22 +224,31 @@ def run_grid(runs: list[PlannedRun], store: ResultStore, *, jobs: int = 1, devic
     threads = max(1, len(os.sched_getaffinity(0)) // jobs)  # the cores this process may use (taskset, cgroups)
     if jobs == 1:
         for run in pending:
-            accuracy, error = _run_one(run.config.model_dump_json(), str(store.path), device, run.gradient_error,
-                                       threads)
+            try:
+                accuracy, error = _run_one(run.config.model_dump_json(), str(store.path), device,
+                                           run.gradient_error, threads)
+            except KeyboardInterrupt:
+                store.interrupt([run.config.run_id])
+                raise
             record(RunOutcome(run, accuracy, error))
         return outcomes
-    import multiprocessing
 
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures: dict[Future, PlannedRun] = {
-            pool.submit(_run_one, run.config.model_dump_json(), str(store.path), device, run.gradient_error,
-                        threads): run for run in pending}
-        remaining = set(futures)
-        while remaining:
-            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-            for future in done:
-                accuracy, error = future.result()
-                record(RunOutcome(futures[future], accuracy, error))
+    def finished(result: Finished) -> None:
+        run: PlannedRun = result.key
+        if result.crashed is not None:
+            message = f"its worker process ended with exit code {result.crashed}"
+            store.fail(run.config, message)
+            record(RunOutcome(run, None, message))
+        else:
+            record(RunOutcome(run, *result.value))
+
+    tasks = [(run, _run_one, (run.config.model_dump_json(), str(store.path), device, run.gradient_error, threads))
+             for run in pending]
+    try:
+        run_supervised(tasks, jobs, finished)
+    except Interrupted as stop:
+        store.interrupt([run.config.run_id for run in stop.in_flight])
+        raise
     return outcomes
 
 

@@ -20,6 +20,7 @@ from coreselect.seeding import derive_seed
 from coreselect.strategies.proxy import NeedsProxy, ProxyRecord, ProxyRequest
 from coreselect.strategies.registry import STRATEGIES, create_strategy
 from coreselect.train.callbacks import Callback
+from coreselect.train.checkpoint import remove_checkpoint
 from coreselect.train.forgetting import ForgettingEvents
 from coreselect.train.gradient_error import GradientError
 from coreselect.train.noisy_share import NoisyShare
@@ -39,7 +40,7 @@ def checkpoint_path(store: ResultStore, config: RunConfig) -> Path:
 def load_splits(config: RunConfig) -> DataSplits:
     """The data of ``config``'s setting: its splits, label noise and imbalance, as the run sees them."""
     return prepare_splits(
-        load_dataset(config.dataset, config.data_root),
+        load_dataset(config.dataset, config.data_root, config.num_classes),
         val_fraction=config.val_fraction,
         label_noise=config.label_noise,
         noise_kind=config.noise_kind,
@@ -66,7 +67,7 @@ def proxy_folder(store: ResultStore, config: RunConfig, request: ProxyRequest) -
 
 
 def _proxy_record(request: ProxyRequest, config: RunConfig, splits: DataSplits, store: ResultStore,
-                  device: torch.device) -> ProxyRecord:
+                  device: torch.device, remake: bool = False) -> ProxyRecord:
     """The proxy runs a static strategy scores with, made once per setting and seed and cached beside the store."""
     if request.needs_validation and splits.val is None:
         raise InvalidInputError(f"{config.strategy} records validation losses: hold out a validation split "
@@ -79,7 +80,7 @@ def _proxy_record(request: ProxyRequest, config: RunConfig, splits: DataSplits, 
     recipe = config.train.model_copy(update={"budget": 1.0})
     return run_proxy(request, lambda: create_model(model_name, splits.train.input_shape, splits.train.num_classes),
                      splits.train, splits.val, folder=proxy_folder(store, config, request), seed=config.seed,
-                     config=recipe, device=device, holdout=splits.holdout)
+                     config=recipe, device=device, holdout=splits.holdout, remake=remake)
 
 
 def run_experiment(
@@ -105,6 +106,8 @@ def run_experiment(
     existing = store.get(config.run_id)
     if existing is not None and existing.status == "done" and not rerun:
         return existing
+    if config.threads is not None:  # results depend on the thread count: a run that fixes it computes with it
+        torch.set_num_threads(config.threads)
     splits = load_splits(config)
     torch.manual_seed(derive_seed(config.seed, "model-init"))
     model = create_model(config.model, splits.train.input_shape, splits.train.num_classes)
@@ -113,7 +116,7 @@ def run_experiment(
     request = proxy_request(config)
     if request is not None:
         assert isinstance(strategy, NeedsProxy)
-        strategy.provide(_proxy_record(request, config, splits, store, resolve_device(device)))
+        strategy.provide(_proxy_record(request, config, splits, store, resolve_device(device), remake=rerun))
     path = checkpoint_path(store, config)
     all_callbacks = list(callbacks)
     if gradient_error_sample is not None:
@@ -123,7 +126,7 @@ def run_experiment(
     if STRATEGIES[config.strategy].full_data:  # the reference run records example difficulty for the others
         all_callbacks.append(ForgettingEvents())
     if rerun and group.is_main:
-        path.unlink(missing_ok=True)
+        remove_checkpoint(path)
     group.barrier()  # no rank reads a checkpoint that is being removed
     trainer = Trainer(
         model,
@@ -151,7 +154,7 @@ def run_experiment(
         scores = {k: v for cb in all_callbacks if isinstance(cb, ForgettingEvents)
                   for k, v in cb.example_scores().items()}
         store.finish(config, result, noise_mask=splits.train.noise_mask.cpu(), example_scores=scores)
-        path.unlink(missing_ok=True)
+        remove_checkpoint(path)
     group.barrier()  # the run is in the store for every rank
     stored = store.get(config.run_id)
     assert stored is not None

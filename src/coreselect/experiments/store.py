@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,17 +15,21 @@ from typing import Any
 import numpy as np
 import torch
 from filelock import FileLock
+from pydantic import ValidationError
 
+from coreselect.errors import InvalidInputError
 from coreselect.experiments.config import RunConfig
 from coreselect.train.trainer import EvalRecord, TrainResult
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Columns added after version 1: (name, SQL type); a store of an earlier version gains them when opened.
 ADDED_COLUMNS = {2: [("forward_s_per_example", "REAL")]}
+# Version 3 adds the status 'interrupted' (a run stopped by the user or a killed benchmark; re-run to resume).
+STATUSES = ("running", "done", "failed", "interrupted")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
-    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'interrupted')),
     created_at TEXT NOT NULL,
     finished_at TEXT,
     config TEXT NOT NULL,
@@ -112,33 +117,116 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _writable(path: Path) -> bool:
+    """Whether this process can write the file and its folder (SQLite writes journals beside the file)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
 class ResultStore:
     """A SQLite database of runs; safe to open from several processes (WAL journal)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        """Open (or create) the store at ``path``; ``read_only`` opens an existing one without writing to it
+        (a store on a read-only disk, or one being written by a running benchmark)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # creating the file and switching it to WAL must not race with another process doing the same
-        with FileLock(self.path.parent / f"{self.path.name}.lock"), self._connect() as db:
+        self.read_only = read_only
+        if self.path.is_dir():
+            raise InvalidInputError(f"results store {self.path} is a folder; pass a file path such as "
+                                    f"{self.path / 'runs.db'}")
+        if read_only:
+            if not self.path.is_file():
+                raise InvalidInputError(f"no results store at {self.path}")
+            self._check_version(self._read_version())
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # creating the file and switching it to WAL must not race with another process doing the same
+            with FileLock(self.path.parent / f"{self.path.name}.lock"):
+                self._migrate()
+        except PermissionError as err:
+            raise InvalidInputError(f"cannot write the results store {self.path} ({err.strerror}: {err.filename}): "
+                                    "it or its folder is read-only; pass a --store in a folder you can write") from err
+        except sqlite3.DatabaseError as err:
+            raise self._unreadable(err) from err
+
+    @classmethod
+    def for_reading(cls, path: str | Path) -> ResultStore:
+        """The store at ``path`` opened to read: upgraded in place if it can be written, else read-only."""
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidInputError(f"no results store at {path}; run `coreselect train ... --store {path}` first")
+        return cls(path, read_only=not _writable(path))
+
+    def _unreadable(self, err: sqlite3.Error) -> InvalidInputError:
+        if "locked" in str(err) or "busy" in str(err):
+            return InvalidInputError(f"results store {self.path} stayed locked by another process for 30 s ({err}); "
+                                     "wait for it, or use another --store")
+        if "readonly" in str(err) or "read-only" in str(err):
+            return InvalidInputError(f"results store {self.path} is read-only ({err}); pass a --store you can "
+                                     "write, or make it writable")
+        return InvalidInputError(f"{self.path} is not a coreselect results store ({err}); pass another --store "
+                                 "or move the file away")
+
+    def _read_version(self) -> int:
+        try:
+            with self._connect() as db:
+                return db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            raise self._unreadable(err) from err
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise InvalidInputError(f"{self.path} has schema version {version}; this coreselect reads "
+                                    f"{SCHEMA_VERSION} and earlier: upgrade coreselect")
+        if self.read_only and version < SCHEMA_VERSION:
+            raise InvalidInputError(f"{self.path} was written by an earlier coreselect (schema {version}); open "
+                                    "it once where it can be written to upgrade it")
+
+    def _migrate(self) -> None:
+        with self._connect() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path} has schema version {version}; this coreselect reads "
-                                   f"{SCHEMA_VERSION} and earlier: upgrade coreselect")
+            self._check_version(version)
             db.executescript(SCHEMA)
             present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
             for name, kind in (column for columns in ADDED_COLUMNS.values() for column in columns):
                 if name not in present:  # a store written by an earlier version
                     db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            table_sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+        if "'interrupted'" not in table_sql:
+            self._rebuild_runs_table()
+        with self._connect() as db:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _rebuild_runs_table(self) -> None:
+        """Re-create ``runs`` under today's schema (SQLite cannot alter a CHECK), rows and children kept."""
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db.execute("PRAGMA foreign_keys = OFF")  # dropping the old table must not cascade to its children
+            with db:
+                columns = ", ".join(row[1] for row in db.execute("PRAGMA table_info(runs)"))
+                runs_sql = SCHEMA[:SCHEMA.index(");") + 2].replace("IF NOT EXISTS runs", "runs_v3")
+                db.execute(runs_sql)
+                db.execute(f"INSERT INTO runs_v3 ({columns}) SELECT {columns} FROM runs")
+                db.execute("DROP TABLE runs")  # children keep naming "runs", which the renamed table becomes
+                db.execute("ALTER TABLE runs_v3 RENAME TO runs")
+        finally:
+            db.close()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
+        if self.read_only:  # a store nobody here can write is read as it is, without locks
+            immutable = "&immutable=1" if not _writable(self.path) else ""
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro{immutable}", uri=True, timeout=30)
+        else:
+            db = sqlite3.connect(self.path, timeout=30)
         try:
-            db.execute("PRAGMA journal_mode = WAL")
+            if not self.read_only:
+                db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA foreign_keys = ON")
             with db:
                 yield db
+        except sqlite3.DatabaseError as err:  # a damaged, foreign or read-only file: say so in one line
+            raise self._unreadable(err) from err
         finally:
             db.close()
 
@@ -154,6 +242,12 @@ class ResultStore:
                  config.model, config.strategy, config.method_label, config.train.budget, config.train.epochs,
                  config.seed, config.label_noise),
             )
+
+    def interrupt(self, run_ids: list[str]) -> None:
+        """Mark running runs as interrupted (their checkpoints stay: re-running resumes them)."""
+        with self._connect() as db:
+            db.executemany("UPDATE runs SET status = 'interrupted' WHERE run_id = ? AND status = 'running'",
+                           [(run_id,) for run_id in run_ids])
 
     def fail(self, config: RunConfig, message: str) -> None:
         with self._connect() as db:
@@ -203,7 +297,11 @@ class ResultStore:
                     ORDER BY created_at""",
                 args,
             ).fetchall()
-        return [StoredRun(r[0], r[1], RunConfig.model_validate_json(r[2]), *r[3:]) for r in rows]
+        try:
+            return [StoredRun(r[0], r[1], RunConfig.model_validate_json(r[2]), *r[3:]) for r in rows]
+        except ValidationError as err:
+            raise InvalidInputError(f"results store {self.path} holds a damaged run configuration ({err.title}: "
+                                    f"{err.errors()[0]['msg']}); move the file away or pass another --store") from err
 
     def runs(self, status: str | None = None) -> list[StoredRun]:
         return self._rows("WHERE status = ?", (status,)) if status else self._rows()

@@ -125,7 +125,12 @@ def create_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> n
     """Build the zoo model ``name`` for inputs of ``input_shape`` (without the batch axis)."""
     if name not in MODELS:
         raise UnknownNameError("model", name, MODELS)
-    return MODELS[name](tuple(input_shape), num_classes)
+    try:
+        return MODELS[name](tuple(input_shape), num_classes)
+    except RuntimeError as err:  # a layer that cannot take inputs this small (e.g. LeNet's 5×5 kernels on 8×8)
+        raise InvalidInputError(f"inputs of shape {tuple(input_shape)} do not fit {name} "
+                                f"({str(err).splitlines()[0]}); pick a model for this input size "
+                                "(--model cnn or mlp)") from err
 
 
 def check_model_fits(model: nn.Module, example: Tensor, num_classes: int, name: str = "model") -> None:

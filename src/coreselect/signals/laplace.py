@@ -7,6 +7,10 @@ are Gaussian, f_x ~ N(f_θ(x), (hᵀV⁻¹h)·U⁻¹); samples are f_θ(x) + √
 
 Score of (x, y) with S samples f^(s) and validation-model logits f̃ (Deng et al., NeurIPS 2023):
 a = α·mean_s log softmax(f^(s))_y + (1−α)·log softmax(f̃)_y − log mean_s softmax(f^(s))_y.
+
+Closed form (no samples; :func:`bayesian_score_closed_form`), both expectations to second order in the noise of
+f ~ N(μ, v·Σ), Σ = U⁻¹, p = softmax(μ), c = tr((diag p − ppᵀ)Σ), q = (e_y − p)ᵀΣ(e_y − p):
+E[log softmax(f)_y] ≈ log p_y − ½·v·c and E[softmax(f)_y] ≈ p_y·(1 + ½·v·(q − c)).
 """
 
 from __future__ import annotations
@@ -83,3 +87,23 @@ def bayesian_score(sampled_logits: Tensor, validation_logits: Tensor, targets: T
     log_p_val = torch.log_softmax(validation_logits.float(), dim=1).gather(1, targets.view(-1, 1)).squeeze(1)
     log_mean_p = torch.logsumexp(log_p, dim=0) - math.log(log_p.shape[0])
     return alpha * log_p.mean(0) + (1 - alpha) * log_p_val - log_mean_p
+
+
+def bayesian_score_closed_form(logits: Tensor, variance: Tensor, inv_chol_t: Tensor, validation_logits: Tensor,
+                               targets: Tensor, alpha: float) -> Tensor:
+    """The score a(x, y) without samples: both expectations over the posterior to second order in the logit
+    noise (module docstring); ``variance`` = hᵀV⁻¹h per row, ``inv_chol_t`` = L_U^{−T} (Σ = L_U^{−T}L_U^{−1})."""
+    mu = logits.double()
+    y = targets.view(-1, 1)
+    inv = inv_chol_t.double().to(mu.device)
+    sigma = inv @ inv.T
+    v = variance.double().to(mu.device)
+    p = torch.softmax(mu, dim=1)
+    log_p = torch.log_softmax(mu, dim=1).gather(1, y).squeeze(1)
+    curvature = (p * sigma.diagonal()[None]).sum(1) - torch.einsum("nk,kl,nl->n", p, sigma, p)  # tr((diag p − ppᵀ)Σ)
+    r = torch.nn.functional.one_hot(targets, mu.shape[1]).double() - p  # e_y − p
+    spread = torch.einsum("nk,kl,nl->n", r, sigma, r)  # (e_y − p)ᵀΣ(e_y − p)
+    expected_log_p = log_p - 0.5 * v * curvature
+    log_expected_p = log_p + torch.log1p((0.5 * v * (spread - curvature)).clamp_min(-0.99))
+    log_p_val = torch.log_softmax(validation_logits.double(), dim=1).gather(1, y).squeeze(1)
+    return (alpha * expected_log_p + (1 - alpha) * log_p_val - log_expected_p).float()

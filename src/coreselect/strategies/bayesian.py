@@ -22,7 +22,13 @@ from coreselect.errors import InvalidInputError
 from coreselect.models.features import PenultimateFeatures
 from coreselect.models.zero_shot import load_zero_shot
 from coreselect.signals import forward_in_batches, logit_gradients
-from coreselect.signals.laplace import KfacFactors, bayesian_score, logit_variance_and_factor, sample_logits
+from coreselect.signals.laplace import (
+    KfacFactors,
+    bayesian_score,
+    bayesian_score_closed_form,
+    logit_variance_and_factor,
+    sample_logits,
+)
 from coreselect.strategies.online import HoldoutParams, HoldoutScored
 from coreselect.strategies.protocol import Batch, Context, StepOutput
 from coreselect.strategies.proxy import ProxyRequest
@@ -36,6 +42,9 @@ class BayesianParams(HoldoutParams):
     effective_data: float = Field(200.0, gt=0, description="n_e, effective data size of the posterior")
     prior_precision: float = Field(10.0, gt=0, description="τ₀")
     samples: int = Field(256, ge=1, description="S, function samples per candidate")
+    expectation: Literal["samples", "closed_form"] = Field(
+        "samples", description="samples: Monte Carlo over S function samples (official); closed_form: both "
+        "posterior expectations in closed form (second-order and probit approximations), no samples")
     kfac_momentum: float = Field(0.99, ge=0, lt=1, description="ρ of the factor averages")
     validation: Literal["holdout", "zero_shot"] = "holdout"
     zero_shot_path: str | None = Field(None, description="folder of a zero-shot checkpoint (validation=zero_shot)")
@@ -90,13 +99,19 @@ class BayesianSelection(HoldoutScored):
         with local_only():
             out = forward_in_batches(ctx.model, x, batch_size=max(len(mine), 1), with_features=True)
         assert out.features is not None
+        targets = y.to(out.logits.device)
         if self.factors.count == 0:
-            samples = out.logits[None]
+            scores = bayesian_score(out.logits[None], self.validation_logits(mine, x), targets, p.alpha)
         else:
             variance, inv_chol_t = logit_variance_and_factor(out.features, self.factors, p.effective_data,
                                                              p.prior_precision)
-            samples = sample_logits(out.logits, variance, inv_chol_t, p.samples, self.generator, within=(start, n))
-        scores = bayesian_score(samples, self.validation_logits(mine, x), y.to(samples.device), p.alpha)
+            if p.expectation == "closed_form":
+                scores = bayesian_score_closed_form(out.logits, variance, inv_chol_t,
+                                                    self.validation_logits(mine, x), targets, p.alpha)
+            else:
+                samples = sample_logits(out.logits, variance, inv_chol_t, p.samples, self.generator,
+                                        within=(start, n))
+                scores = bayesian_score(samples, self.validation_logits(mine, x), targets, p.alpha)
         return group.gather_parts(scores, n) if sharded else scores
 
     def observe(self, batch: Batch, out: StepOutput) -> None:

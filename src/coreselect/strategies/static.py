@@ -1,8 +1,10 @@
 """Static coresets from example scores: forgetting, EL2N, GraNd and LTC select once, then train.
 
 Each strategy names the proxy runs it needs (:class:`ProxyRequest`), turns their record
-(:class:`ProxyRecord`) into one score per training example, and keeps the ``budget · n`` highest,
-per class (equal quotas, water-filled) or globally. The experiment runner makes and caches the proxy runs
+(:class:`ProxyRecord`) into one score per training example, and keeps ``budget · n`` of them, per class
+(equal quotas, water-filled) or globally: the highest (``rule=top``), or spread over the score range with
+the hardest share dropped (``rule=ccs``, coverage-centric selection, which keeps a small coreset from
+being all hard and mislabelled examples). The experiment runner makes and caches the proxy runs
 (``coreselect.train.proxies``); in your own loop, call :meth:`ScoredStatic.provide` with a record, or
 :meth:`ScoredStatic.use_scores` with any scores of your own.
 
@@ -23,6 +25,7 @@ from pydantic import Field
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
+from coreselect.seeding import derive_seed
 from coreselect.signals.trajectory import Aggregation, trajectory_correlation
 from coreselect.strategies.epochs import EpochStrategy, Selection
 from coreselect.strategies.proxy import ProxyRecord, ProxyRequest, TrainLossSource
@@ -44,10 +47,56 @@ def top_k(scores: Tensor, targets: Tensor, k: int, *, class_balanced: bool = Tru
     return torch.cat([m[torch.topk(scores[m], int(q)).indices] for m, q in zip(members, quotas, strict=True)])
 
 
+def _stratified_sample(scores: Tensor, k: int, beta: float, strata: int, generator: torch.Generator) -> Tensor:
+    """CCS within one group: drop the hardest ``beta`` share, cut the remaining score range into ``strata``
+    bins of equal width, fill the bins from the smallest up with an equal share of what is left of ``k``,
+    sampled uniformly inside each bin. Returns positions into ``scores``."""
+    n = len(scores)
+    order = torch.argsort(scores, descending=True, stable=True)
+    dropped = min(int(beta * n), n - k)  # never drop so many that the budget cannot be met
+    pool = order[dropped:]
+    values = scores[pool].double()
+    low, high = float(values.min()), float(values.max())
+    width = (high - low) / strata
+    bins = torch.zeros(len(pool), dtype=torch.long) if width == 0 else \
+        ((values - low) / width).floor().long().clamp(max=strata - 1)
+    members = [pool[bins == b] for b in range(strata)]
+    members = sorted((m for m in members if len(m)), key=len)
+    chosen, remaining = [], k
+    for i, group in enumerate(members):
+        take = min(len(group), remaining // (len(members) - i))
+        chosen.append(group[torch.randperm(len(group), generator=generator)[:take]])
+        remaining -= take
+    return torch.cat(chosen) if chosen else torch.zeros(0, dtype=torch.long)
+
+
+def coverage_centric(scores: Tensor, targets: Tensor, k: int, *, beta: float, strata: int = 50,
+                     class_balanced: bool = True, generator: torch.Generator | None = None) -> Tensor:
+    """Coverage-centric coreset selection (CCS, Zheng et al. 2023) of ``k`` examples by difficulty ``scores``
+    (higher is harder): the hardest ``beta`` share dropped, the rest sampled evenly across score strata;
+    per class with equal (water-filled) quotas, or over the whole set."""
+    if scores.shape != targets.shape:
+        raise InvalidInputError(f"{len(scores)} scores for {len(targets)} examples")
+    if torch.isnan(scores).any():
+        raise InvalidInputError("scores hold NaN; every training example needs a score")
+    generator = generator or torch.Generator().manual_seed(0)
+    if not class_balanced:
+        return _stratified_sample(scores, k, beta, strata, generator)
+    classes = torch.unique(targets)
+    members = [torch.nonzero(targets == c).squeeze(1) for c in classes]
+    quotas = class_quotas(torch.tensor([len(m) for m in members]), k)
+    return torch.cat([m[_stratified_sample(scores[m], int(q), beta, strata, generator)]
+                      for m, q in zip(members, quotas, strict=True)])
+
+
 class StaticParams(StrategyParams):
     """Proxy and selection settings shared by the score-based static coresets."""
 
     class_balanced: bool = Field(True, description="equal quotas per class (else the global top scores)")
+    rule: Literal["top", "ccs"] = Field("top", description="top: the highest scores; ccs: coverage-centric "
+                                        "(hardest ccs_beta dropped, the rest sampled evenly over score strata)")
+    ccs_beta: float = Field(0.1, ge=0.0, lt=1.0, description="share of the hardest examples CCS drops")
+    ccs_strata: int = Field(50, ge=1, description="score strata of equal width CCS samples across")
     proxy_model: str | None = Field(None, description="architecture that scores (default: the target's; "
                                     "another name gives a transferred coreset)")
     proxy_epochs: int | None = Field(None, ge=1, description="proxy training epochs (default: the run's)")
@@ -87,9 +136,14 @@ class ScoredStatic(EpochStrategy):
         if self.scores is None:
             raise InvalidInputError(f"strategy {self.name!r} needs example scores: run it with `coreselect train` "
                                     "(it trains and caches the proxy) or call provide()/use_scores() first")
-        ctx = self.context
-        indices = top_k(self.scores, ctx.train.targets.cpu(), ctx.budget.epoch_examples,
-                        class_balanced=self.params.class_balanced)
+        ctx, p = self.context, self.params
+        targets = ctx.train.targets.cpu()
+        if p.rule == "ccs":
+            generator = torch.Generator().manual_seed(derive_seed(ctx.seed, f"ccs:{self.name}"))
+            indices = coverage_centric(self.scores, targets, ctx.budget.epoch_examples, beta=p.ccs_beta,
+                                       strata=p.ccs_strata, class_balanced=p.class_balanced, generator=generator)
+        else:
+            indices = top_k(self.scores, targets, ctx.budget.epoch_examples, class_balanced=p.class_balanced)
         ctx.log.record(indices)
         return Selection(indices)
 

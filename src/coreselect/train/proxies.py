@@ -8,14 +8,18 @@
   losses and validation-model predictions, looked up by index).
 
 :func:`run_proxy` caches its :class:`ProxyRecord` in a folder, so that every strategy and coreset size of a
-comparison reuses one proxy run; the seconds it took are kept with it. Proxy runs are not checkpointed: an
-interrupted one starts again. In a distributed job the proxy run is data-parallel too: rank 0 holds the
-folder's lock and decides whether the run is needed, every rank trains, rank 0 writes the record.
+comparison reuses one proxy run; the seconds it took and a checksum of every file are kept with it (a damaged
+cache is remade). Proxy runs are not checkpointed: an interrupted one starts again. In a distributed job the
+proxy run is data-parallel too: rank 0 holds the folder's lock and decides whether the run is needed, every
+rank trains, rank 0 writes the record.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -27,10 +31,12 @@ from torch import nn
 
 from coreselect.data.dataset import InMemoryDataset
 from coreselect.distributed import world
+from coreselect.notes import LOG
 from coreselect.seeding import derive_seed
 from coreselect.signals import forward_in_batches, last_layer_gradient_norms, logit_gradients
 from coreselect.strategies.proxy import ProxyRecord, ProxyRequest
 from coreselect.strategies.registry import create_strategy
+from coreselect.train.checkpoint import CorruptFileError, load_tensors, save_tensors
 from coreselect.train.config import TrainConfig
 from coreselect.train.forgetting import FORGETTING, ForgettingEvents
 from coreselect.train.trainer import Trainer
@@ -46,24 +52,60 @@ def _train(model: nn.Module, train: InMemoryDataset, config: TrainConfig, *, val
 
 def run_proxy(request: ProxyRequest, make_model: Callable[[], nn.Module], train: InMemoryDataset,
               val: InMemoryDataset | None, *, folder: str | Path, seed: int = 0, config: TrainConfig | None = None,
-              device: str | torch.device = "cpu", holdout: InMemoryDataset | None = None) -> ProxyRecord:
-    """The record of ``request``'s proxy runs, read from ``folder`` if they were made before.
+              device: str | torch.device = "cpu", holdout: InMemoryDataset | None = None,
+              remake: bool = False) -> ProxyRecord:
+    """The record of ``request``'s proxy runs, read from ``folder`` if they were made before (and check out).
 
     ``make_model`` returns a freshly initialised proxy model (seeded here); ``config`` is the training recipe
-    (full data, one evaluation point; its epochs unless the request names some).
+    (full data, one evaluation point; its epochs unless the request names some). ``remake`` trains them again
+    even if the folder holds them; a cache whose files do not match the checksums in its ``record.json`` is
+    reported in one line and remade.
     """
     folder, group = Path(folder), world()
     folder.mkdir(parents=True, exist_ok=True)
-    done = folder / "record.json"
     # parallel runs of a benchmark wait for the one making the proxy; in a distributed job rank 0 takes the
     # lock and its ranks follow its decision
     with FileLock(folder / ".lock") if group.is_main else nullcontext():
-        made_before = group.broadcast(done.is_file())
-        if not made_before:
+        cached = None if remake or not group.is_main else _load_cached(folder, request, train, val)
+        if not group.broadcast(cached is not None):
+            if group.is_main:
+                _clear(folder)
             _make(request, make_model, train, val, folder=folder, seed=seed, config=config, device=device,
                   holdout=holdout)
         group.barrier()  # the record is on disk
-    return _load(folder, request, json.loads(done.read_text())["seconds"], train, val)
+    return cached if cached is not None else _load(folder, request, train, val)
+
+
+def _clear(folder: Path) -> None:
+    """Remove a cache's files (not its lock, which the caller holds)."""
+    for entry in folder.iterdir():
+        if entry.name == ".lock":
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _load_cached(folder: Path, request: ProxyRequest, train: InMemoryDataset,
+                 val: InMemoryDataset | None) -> ProxyRecord | None:
+    """The cached record if the folder holds a complete one whose files check out, else None (said if damaged)."""
+    if not (folder / "record.json").exists():
+        return None  # never made, or interrupted before its record was written
+    try:
+        return _load(folder, request, train, val)
+    except (CorruptFileError, OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError,
+            pickle.UnpicklingError) as err:
+        LOG.warning("proxy cache %s is damaged (%s); remaking it", folder, err)
+        return None
 
 
 def _make(request: ProxyRequest, make_model: Callable[[], nn.Module], train: InMemoryDataset,
@@ -101,26 +143,35 @@ def _make(request: ProxyRequest, make_model: Callable[[], nn.Module], train: InM
             el2n += e.norm(dim=1).cpu() / request.runs
             grand += last_layer_gradient_norms(e, out.features.float()).cpu() / request.runs
         _save({"el2n": el2n, "grand": grand}, folder / "scores.pt")
-    if world().is_main:
-        (folder / "record.json").write_text(json.dumps({"seconds": time.perf_counter() - start}))
+    if world().is_main:  # written last: a cache without its record is incomplete
+        files = {str(p.relative_to(folder)): _digest(p) for p in sorted(folder.rglob("*"))
+                 if p.is_file() and p.name != ".lock"}
+        (folder / "record.json").write_text(json.dumps({"seconds": time.perf_counter() - start, "files": files}))
 
 
 def _save(scores: dict[str, torch.Tensor], path: Path) -> None:
     if world().is_main:  # every rank holds the same (gathered) scores; one writes them
-        torch.save(scores, path)
+        save_tensors(path, scores)
 
 
-def _load(folder: Path, request: ProxyRequest, seconds: float, train: InMemoryDataset,
-          val: InMemoryDataset | None) -> ProxyRecord:
-    scores = torch.load(folder / "scores.pt")
+def _load(folder: Path, request: ProxyRequest, train: InMemoryDataset, val: InMemoryDataset | None) -> ProxyRecord:
+    record = json.loads((folder / "record.json").read_text())
+    for name, digest in record.get("files", {}).items():
+        if _digest(folder / name) != digest:
+            raise CorruptFileError(f"{name} does not match its checksum")
+    seconds = float(record["seconds"])
+    if "files" in record:
+        scores = load_tensors(folder / "scores.pt")
+    else:  # a cache written before checksums: read as it is (a damaged one fails to unpickle and is remade)
+        scores = torch.load(folder / "scores.pt", map_location="cpu", weights_only=True)
     targets = train.targets.cpu()
     if request.kind == "holdout":
         return ProxyRecord(seconds, targets, holdout_logits=scores["holdout_logits"])
     if request.kind == "dynamics":
-        record = ProxyRecord(seconds, targets, forgetting=scores["forgetting"], final_logits=scores["final_logits"])
+        result = ProxyRecord(seconds, targets, forgetting=scores["forgetting"], final_logits=scores["final_logits"])
         if (folder / "trajectories" / "meta.json").is_file() and val is not None:
             store = TrajectoryStore.open(folder / "trajectories")
-            record.train_trajectories = torch.from_numpy(store.train)
-            record.val_trajectories, record.val_targets = torch.from_numpy(store.val), val.targets.cpu()
-        return record
+            result.train_trajectories = torch.from_numpy(store.train)
+            result.val_trajectories, result.val_targets = torch.from_numpy(store.val), val.targets.cpu()
+        return result
     return ProxyRecord(seconds, targets, el2n=scores["el2n"], grand=scores["grand"])

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from coreselect.data.dataset import InMemoryDataset
 from coreselect.distributed import world
 from coreselect.errors import NonFiniteLossError
+from coreselect.notes import LOG
 from coreselect.signals import per_example_losses
 from coreselect.strategies.protocol import Batch, Budget, Context, SelectionRound, StepOutput, Strategy, budgeted
 from coreselect.train.callbacks import Callback
@@ -109,6 +110,10 @@ class Trainer:
         self.config = config
         self.train_data, self.test_data = train.to(self.device), test.to(self.device)
         self.budget = Budget(config.budget, config.epochs, len(train), config.batch_size)
+        if self.budget.total_examples < config.batch_size:
+            LOG.warning("budget %g of %d epochs is %d back-propagated example(s), under one batch of %d: the run "
+                        "takes a single partial step; raise --budget or --epochs", config.budget, config.epochs,
+                        self.budget.total_examples, config.batch_size)
         self.context = Context(
             model=self.model,
             train=self.train_data,
@@ -148,11 +153,17 @@ class Trainer:
                 "history": [asdict(r) for r in s.history],
                 "forward_s_per_example": s.forward_s_per_example,
             },
+            "threads": torch.get_num_threads(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
+        threads = ckpt.get("threads")
+        if threads is not None and threads != torch.get_num_threads():  # results depend on the thread count
+            LOG.warning("resuming with the %d CPU threads the run started with (this process had %d)", threads,
+                        torch.get_num_threads())
+            torch.set_num_threads(threads)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.strategy.load_state_dict(ckpt["strategy"])
