@@ -96,3 +96,26 @@ def test_a_run_resumes_with_the_thread_count_it_started_with(tmp_path: Path,
         assert [r.test_loss for r in resumed.history] == [r.test_loss for r in expected.history]
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("damaged", ["scores.pt", "record.json"])
+def test_a_damaged_proxy_cache_is_remade(npz_root: Path, tmp_path: Path, damaged: str) -> None:
+    from test_cli import _train_args, cli
+
+    def forgetting(store: Path, budget: str) -> list[str]:
+        return _train_args(npz_root, store, "--strategy", "forgetting", "--budget", budget)
+
+    reference = cli(*forgetting(tmp_path / "reference.db", "0.5"))
+    assert reference.returncode == 0, reference.stderr
+    store = tmp_path / "runs.db"
+    assert cli(*forgetting(store, "0.2")).returncode == 0
+    (cache,) = Path(f"{store}.proxies").iterdir()
+    _truncated(cache / damaged)
+    again = cli(*forgetting(store, "0.5"))
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert "is damaged" in again.stderr and "remaking it" in again.stderr
+    from coreselect.experiments import ResultStore
+
+    (expected,) = ResultStore(tmp_path / "reference.db").runs()
+    assert [r.test_accuracy for r in ResultStore(store).runs() if r.config.train.budget == 0.5] == [
+        expected.test_accuracy]

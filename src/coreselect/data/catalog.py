@@ -79,11 +79,12 @@ def _idx(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, ...]]:
     return formats.load_idx_pair(place, "train"), formats.load_idx_pair(place, "t10k"), ()
 
 
-def _cifar(subfolder: str) -> Callable[[str | Path | None], tuple[Arrays, Arrays, tuple[str, ...]]]:
+def _cifar(subfolder: str, classes: int) -> Callable[[str | Path | None], tuple[Arrays, Arrays, tuple[str, ...]]]:
     def load(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, ...]]:
         place = _require(root, subfolder, f"CIFAR python pickles ({subfolder})")
         data = formats.load_cifar_pickles(place)
-        return data["train"], data["test"], data["classes"]  # type: ignore[return-value]
+        names = data["classes"] or tuple(str(c) for c in range(classes))  # the meta file may be missing
+        return data["train"], data["test"], names  # type: ignore[return-value]
 
     return load
 
@@ -107,8 +108,8 @@ def _image_folder(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, .
 DATASETS: dict[str, Callable[[str | Path | None], tuple[Arrays, Arrays, tuple[str, ...]]]] = {
     "fashion-mnist": _fashion_mnist,
     "idx": _idx,
-    "cifar10": _cifar("cifar-10-batches-py"),
-    "cifar100": _cifar("cifar-100-python"),
+    "cifar10": _cifar("cifar-10-batches-py", 10),
+    "cifar100": _cifar("cifar-100-python", 100),
     "npz": _npz,
     "imagefolder": _image_folder,
 }

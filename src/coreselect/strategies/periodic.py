@@ -7,7 +7,7 @@ from abc import abstractmethod
 from pydantic import Field
 
 from coreselect.strategies.epochs import EpochStrategy, Selection
-from coreselect.strategies.proxies import uniform_subset
+from coreselect.strategies.gradient_features import uniform_subset
 from coreselect.strategies.registry import StrategyParams
 
 

@@ -164,6 +164,14 @@ class Strategy(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+@runtime_checkable
+class ReportsMetrics(Protocol):
+    """A strategy with instrumentation of its own (e.g. CREST's checks, a proxy's seconds), recorded with each
+    evaluation."""
+
+    def metrics(self) -> dict[str, float]: ...
+
+
 def budgeted(strategy: Strategy, budget: Budget, spent: int = 0) -> Iterator[Batch]:
     """The strategy's batches until exactly ``budget.total_examples`` have been handed out, the last batch cut
     to fit; ``spent`` examples already back-propagated (a resumed run) count against it. Any loop spends

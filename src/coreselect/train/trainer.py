@@ -25,7 +25,16 @@ from coreselect.distributed import world
 from coreselect.errors import NonFiniteLossError
 from coreselect.notes import LOG
 from coreselect.signals import per_example_losses
-from coreselect.strategies.protocol import Batch, Budget, Context, SelectionRound, StepOutput, Strategy, budgeted
+from coreselect.strategies.protocol import (
+    Batch,
+    Budget,
+    Context,
+    ReportsMetrics,
+    SelectionRound,
+    StepOutput,
+    Strategy,
+    budgeted,
+)
 from coreselect.train.callbacks import Callback
 from coreselect.train.checkpoint import load_checkpoint, save_checkpoint
 from coreselect.train.config import TrainConfig
@@ -256,9 +265,8 @@ class Trainer:
             training_s=s.timings.training,
             evaluation_s=s.timings.evaluation,
         )
-        metrics = getattr(self.strategy, "metrics", None)  # optional: a strategy's own instrumentation
-        if metrics is not None:
-            record.extras.update(metrics())
+        if isinstance(self.strategy, ReportsMetrics):
+            record.extras.update(self.strategy.metrics())
         s.history.append(record)
         s.loss_sum, s.loss_count = 0.0, 0
         for cb in self.callbacks:
