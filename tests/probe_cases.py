@@ -197,7 +197,8 @@ CASES: list[Case] = [
     Case("image folder of mixed sizes", lambda t: _image_folder(t, None, sizes=(9, 8)), needles=("differ in size",)),
     Case("lenet on 8x8 images", _flag_case(model="lenet"), needles=("do not fit lenet",)),
     Case("resnet on tabular inputs", _npz_case_model("resnet20", x=np.zeros((240, 5), np.float32),
-                                                    test_x=np.zeros((80, 5), np.float32)), needles=("resnet20",)),
+                                                    test_x=np.zeros((80, 5), np.float32)),
+         needles=("resnet takes images", "--model mlp")),
     Case("nan inputs", _npz_case(x=np.full((240, 8, 8), np.nan, np.float32)), needles=("non-finite",)),
     # options
     Case("unknown strategy", _flag_case("--strategy", "randon"), needles=("valid names", "random")),

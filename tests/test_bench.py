@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from coreselect.errors import InvalidInputError, UnknownNameError
@@ -161,14 +162,26 @@ def _contents(store: ResultStore) -> dict[str, tuple]:
                        [s["indices"].tolist() for s in store.selections(r.run_id)]) for r in store.runs()}
 
 
+@pytest.fixture(scope="module")
+def stop_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ResultStore]:
+    """A small grid and its store made uninterrupted (two jobs), shared by the stop tests."""
+    from conftest import make_blobs
+
+    folder = tmp_path_factory.mktemp("stop")
+    x, y = make_blobs(800, seed=1)
+    np.savez(folder / "train.npz", x=x[:600], y=y[:600], classes=np.array(["a", "b", "c", "d"]))
+    np.savez(folder / "test.npz", x=x[600:], y=y[600:])
+    grid = _grid_file(folder / "grid.toml", folder, strategies='["random", "random-subset"]', seeds="[0, 1]")
+    reference = ResultStore(folder / "reference.db")
+    assert all(o.error is None for o in run_grid(expand(load_bench_file(grid)), reference, jobs=2))
+    return grid, reference
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from /proc")
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_stopped_bench_leaves_no_process_and_resumes_to_the_same_store(npz_root: Path, tmp_path: Path,
-                                                                      stop: signal.Signals) -> None:
-    grid = _grid_file(tmp_path / "grid.toml", npz_root, strategies='["random", "random-subset"]', seeds="[0, 1, 2]",
-                      extra="")
-    reference = ResultStore(tmp_path / "reference.db")
-    assert all(o.error is None for o in run_grid(expand(load_bench_file(grid)), reference, jobs=2))
+def test_stopped_bench_leaves_no_process_and_resumes_to_the_same_store(stop_grid: tuple[Path, ResultStore],
+                                                                      tmp_path: Path, stop: signal.Signals) -> None:
+    grid, reference = stop_grid
     store_path = tmp_path / "bench.db"
     args = ["bench", "--config", str(grid), "--store", str(store_path), "--jobs", "2", "--out", str(tmp_path / "r")]
     process = subprocess.Popen([sys.executable, "-m", "coreselect", *args], stdout=subprocess.PIPE,

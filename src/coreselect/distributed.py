@@ -155,7 +155,16 @@ def rank_device(device: str = "auto") -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and launched_by_torchrun():
         device = f"cuda:{local_rank}"
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as err:
+        raise InvalidInputError(f"unknown device {device!r}; pass auto, cpu, cuda or cuda:N") from err
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {device!r} asked for, but this machine has no CUDA GPU; pass --device cpu "
+                                "(or auto)")
+    if chosen.type not in ("cpu", "cuda"):
+        raise InvalidInputError(f"device {device!r} is not supported; pass auto, cpu, cuda or cuda:N")
+    return chosen
 
 
 def init_from_environment(device: str = "auto") -> tuple[World, torch.device]:

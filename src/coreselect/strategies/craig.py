@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field
 
 from coreselect.strategies.epochs import Selection
-from coreselect.strategies.periodic import PeriodicParams, PeriodicSelection
 from coreselect.strategies.gradient_features import EmbeddingName, gradient_proxies
+from coreselect.strategies.periodic import PeriodicParams, PeriodicSelection
 from coreselect.strategies.registry import register
 from coreselect.submodular import facility_location, normalise_weights, per_class_facility_location
 from coreselect.submodular.similarity import SimilarityName
