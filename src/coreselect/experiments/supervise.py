@@ -3,7 +3,8 @@
 A benchmark runs its runs in child processes (``spawn``). Each child asks the kernel to kill it when its
 parent dies (``PR_SET_PDEATHSIG`` on Linux; elsewhere a thread that watches the parent), so a benchmark
 killed by any signal, SIGKILL included, leaves no worker training behind. Children ignore SIGINT: Ctrl-C
-is the benchmark's to handle — it stops its workers and marks their runs interrupted.
+is the benchmark's to handle — it stops its workers and marks their runs interrupted. (A child starts with
+SIGINT blocked, so a Ctrl-C during its start-up does not reach it either.)
 """
 
 from __future__ import annotations
@@ -48,15 +49,17 @@ def _child(task: Callable[..., Any], args: tuple[Any, ...], conn: Connection, pa
 
 
 @contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT held back (not lost) while a child starts: the child keeps it blocked from its first instruction,
+    and the parent receives a Ctrl-C that came meanwhile once the child is in its list of workers."""
+    if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,10 @@ def run_supervised(tasks: Iterable[tuple[Any, Callable[..., Any], tuple[Any, ...
                 key, function, args = queue.pop()
                 receive, send = context.Pipe(duplex=False)
                 process = context.Process(target=_child, args=(function, args, send, os.getpid()), daemon=True)
-                with _sigint_ignored():  # inherited: a Ctrl-C while the child starts up does not reach it
+                with _sigint_blocked():  # the child inherits the mask; a Ctrl-C meanwhile waits for the parent
                     process.start()
-                send.close()
-                live[process.sentinel] = (process, receive, key)
+                    send.close()
+                    live[process.sentinel] = (process, receive, key)
             for sentinel in wait(list(live)):
                 process, receive, key = live.pop(sentinel)
                 value = receive.recv() if receive.poll() else None
