@@ -210,6 +210,31 @@ def test_stopped_bench_leaves_no_process_and_resumes_to_the_same_store(stop_grid
     assert _contents(partial) == _contents(reference)
 
 
+def test_bench_meeting_a_damaged_checkpoint_resumes_and_writes_its_report(
+        stop_grid: tuple[Path, ResultStore], tmp_path: Path) -> None:
+    grid, reference = stop_grid
+    store_path = tmp_path / "bench.db"
+    args = ["bench", "--config", str(grid), "--store", str(store_path), "--jobs", "2", "--out", str(tmp_path / "r")]
+    process = subprocess.Popen([sys.executable, "-m", "coreselect", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    checkpoints = Path(f"{store_path}.checkpoints")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None and not any(checkpoints.glob("*.pt")):
+        time.sleep(0.05)
+    assert process.poll() is None, "the benchmark ended before it could be stopped"
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    damaged = list(checkpoints.glob("*.pt*"))
+    assert damaged
+    for path in damaged:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    again = cli(*args)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert "does not match its checksum" in again.stderr or "no checksum header" in again.stderr
+    assert (tmp_path / "r" / "report.html").is_file()
+    assert _contents(ResultStore(store_path)) == _contents(reference)
+
+
 def test_a_fixed_thread_count_gives_train_and_bench_the_same_result(npz_root: Path, tmp_path: Path) -> None:
     grid = _grid_file(tmp_path / "grid.toml", npz_root, strategies='["random"]', seeds="[0]", budgets="[0.5]",
                       extra="threads = 1")
