@@ -184,8 +184,10 @@ def test_stopped_bench_leaves_no_process_and_resumes_to_the_same_store(stop_grid
     grid, reference = stop_grid
     store_path = tmp_path / "bench.db"
     args = ["bench", "--config", str(grid), "--store", str(store_path), "--jobs", "2", "--out", str(tmp_path / "r")]
+    # as from a terminal: Ctrl-C at its default even when this test runs where SIGINT is ignored (a background job)
     process = subprocess.Popen([sys.executable, "-m", "coreselect", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         if store_path.is_file() and ResultStore(store_path).runs(status="done"):
