@@ -18,6 +18,7 @@ validation loss of its class.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -33,18 +34,25 @@ from coreselect.strategies.registry import StrategyParams, register
 from coreselect.submodular.facility_location import class_quotas
 
 
-def top_k(scores: Tensor, targets: Tensor, k: int, *, class_balanced: bool = True) -> Tensor:
-    """Indices of the ``k`` highest scores, globally or per class with equal (water-filled) quotas."""
+def _per_class(scores: Tensor, targets: Tensor, k: int, class_balanced: bool,
+               pick: Callable[[Tensor, int], Tensor]) -> Tensor:
+    """``pick(scores, k)`` (positions into ``scores``) over the whole set, or within each class with equal
+    (water-filled) quotas; checks that every example has a score."""
     if scores.shape != targets.shape:
         raise InvalidInputError(f"{len(scores)} scores for {len(targets)} examples")
     if torch.isnan(scores).any():
         raise InvalidInputError("scores hold NaN; every training example needs a score")
     if not class_balanced:
-        return torch.topk(scores, k).indices
+        return pick(scores, k)
     classes = torch.unique(targets)
     members = [torch.nonzero(targets == c).squeeze(1) for c in classes]
     quotas = class_quotas(torch.tensor([len(m) for m in members]), k)
-    return torch.cat([m[torch.topk(scores[m], int(q)).indices] for m, q in zip(members, quotas, strict=True)])
+    return torch.cat([m[pick(scores[m], int(q))] for m, q in zip(members, quotas, strict=True)])
+
+
+def top_k(scores: Tensor, targets: Tensor, k: int, *, class_balanced: bool = True) -> Tensor:
+    """Indices of the ``k`` highest scores, globally or per class with equal (water-filled) quotas."""
+    return _per_class(scores, targets, k, class_balanced, lambda s, q: torch.topk(s, q).indices)
 
 
 def _stratified_sample(scores: Tensor, k: int, beta: float, strata: int, generator: torch.Generator) -> Tensor:
@@ -75,18 +83,9 @@ def coverage_centric(scores: Tensor, targets: Tensor, k: int, *, beta: float, st
     """Coverage-centric coreset selection (CCS, Zheng et al. 2023) of ``k`` examples by difficulty ``scores``
     (higher is harder): the hardest ``beta`` share dropped, the rest sampled evenly across score strata;
     per class with equal (water-filled) quotas, or over the whole set."""
-    if scores.shape != targets.shape:
-        raise InvalidInputError(f"{len(scores)} scores for {len(targets)} examples")
-    if torch.isnan(scores).any():
-        raise InvalidInputError("scores hold NaN; every training example needs a score")
     generator = generator or torch.Generator().manual_seed(0)
-    if not class_balanced:
-        return _stratified_sample(scores, k, beta, strata, generator)
-    classes = torch.unique(targets)
-    members = [torch.nonzero(targets == c).squeeze(1) for c in classes]
-    quotas = class_quotas(torch.tensor([len(m) for m in members]), k)
-    return torch.cat([m[_stratified_sample(scores[m], int(q), beta, strata, generator)]
-                      for m, q in zip(members, quotas, strict=True)])
+    return _per_class(scores, targets, k, class_balanced,
+                      lambda s, q: _stratified_sample(s, q, beta, strata, generator))
 
 
 class StaticParams(StrategyParams):
