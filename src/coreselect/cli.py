@@ -96,6 +96,15 @@ def train(
         int | None,
         typer.Option(help="CPU threads to compute with (results depend on it; default: the cores available)"),
     ] = None,
+    augment: Annotated[
+        str, typer.Option(help="augmentation of training batches (selection forwards never see it): none, crop-flip")
+    ] = "none",
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 autocast for training and selection forwards")] = "fp32",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="read the data on demand through a DataLoader with N worker processes (0: this process) "
+                          "instead of holding it in memory; the run is the same"),
+    ] = None,
 ) -> None:
     """Train one configuration and store it; re-running an interrupted command resumes it."""
     from coreselect import distributed
@@ -104,9 +113,10 @@ def train(
     config = RunConfig.create(
         dataset=dataset, data_root=data_root, model=model, strategy=strategy, params=_parse_params(param),
         seed=seed, val_fraction=val_fraction, label_noise=label_noise, noise_kind=noise_kind, imbalance=imbalance,
-        holdout_fraction=holdout, num_classes=num_classes, threads=threads,
+        holdout_fraction=holdout, num_classes=num_classes, threads=threads, workers=workers,
         train={"epochs": epochs, "budget": budget, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
-               "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule, "eval_points": eval_points},
+               "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule, "eval_points": eval_points,
+               "augment": augment, "precision": precision},
     )
     if nproc != 1 and not distributed.launched_by_torchrun():  # the configuration is valid: start the job
         raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:]), device))

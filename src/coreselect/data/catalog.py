@@ -14,7 +14,9 @@ from torch import Tensor
 from coreselect.data import formats
 from coreselect.data.corruption import add_label_noise, long_tailed_indices
 from coreselect.data.dataset import InMemoryDataset
+from coreselect.data.examples import Examples
 from coreselect.data.splits import stratified_split
+from coreselect.data.streamed import StreamedDataset
 from coreselect.errors import DatasetNotFoundError, InvalidInputError, UnknownNameError
 from coreselect.notes import LOG
 from coreselect.seeding import derive_seed
@@ -31,10 +33,21 @@ class DataSplits:
     """The train, optional validation and holdout, and test parts of a dataset."""
 
     name: str
-    train: InMemoryDataset
-    test: InMemoryDataset
-    val: InMemoryDataset | None = None
-    holdout: InMemoryDataset | None = None
+    train: Examples
+    test: Examples
+    val: Examples | None = None
+    holdout: Examples | None = None
+
+    def streamed(self, workers: int) -> DataSplits:
+        """Every split read on demand through a DataLoader with ``workers`` processes (0: the main process)."""
+        def stream(part: Examples | None) -> Examples | None:
+            if isinstance(part, InMemoryDataset):
+                return StreamedDataset.of(part, workers)
+            return part  # already read on demand (or absent)
+
+        train, test = stream(self.train), stream(self.test)
+        assert train is not None and test is not None
+        return replace(self, train=train, test=test, val=stream(self.val), holdout=stream(self.holdout))
 
     def to(self, device: torch.device | str) -> DataSplits:
         val = None if self.val is None else self.val.to(device)

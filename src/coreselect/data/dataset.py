@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
+from coreselect.data.labels import check_labels, class_names, corrupted
 from coreselect.errors import InvalidInputError
 
 
@@ -31,19 +32,8 @@ class InMemoryDataset:
                 f"{self.inputs.shape[0]} inputs but {self.targets.shape[0]} labels; "
                 "give one label per example"
             )
-        if self.targets.ndim != 1 or self.targets.dtype.is_floating_point:
-            raise InvalidInputError("labels must be a 1-d integer tensor of class indices")
-        if self.num_classes < 1:
-            raise InvalidInputError(f"num_classes must be positive, got {self.num_classes}")
-        if len(self.targets) and (int(self.targets.min()) < 0 or int(self.targets.max()) >= self.num_classes):
-            raise InvalidInputError(
-                f"labels must lie in [0, {self.num_classes - 1}] but range over "
-                f"[{int(self.targets.min())}, {int(self.targets.max())}]; remap the labels or raise num_classes"
-            )
-        if not self.classes:
-            object.__setattr__(self, "classes", tuple(str(c) for c in range(self.num_classes)))
-        elif len(self.classes) != self.num_classes:
-            raise InvalidInputError(f"{len(self.classes)} class names for {self.num_classes} classes")
+        check_labels(self.targets, self.num_classes)
+        object.__setattr__(self, "classes", class_names(self.classes, self.num_classes))
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
@@ -54,6 +44,16 @@ class InMemoryDataset:
         if isinstance(indices, Tensor) and indices.device != self.inputs.device:
             indices = indices.to(self.inputs.device)
         return self.inputs[indices], self.targets[indices]
+
+    def chunks(self, batch_size: int, indices: Tensor | None = None) -> Iterator[Tensor]:
+        """The inputs at ``indices`` (default: all, in order), ``batch_size`` at a time."""
+        if indices is None:
+            for start in range(0, len(self), batch_size):
+                yield self.inputs[start:start + batch_size]
+            return
+        indices = torch.as_tensor(indices, dtype=torch.long).to(self.inputs.device)
+        for start in range(0, len(indices), batch_size):
+            yield self.inputs[indices[start:start + batch_size]]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -66,9 +66,7 @@ class InMemoryDataset:
     @property
     def noise_mask(self) -> Tensor:
         """True where the label was corrupted (all False when no noise was injected)."""
-        if self.clean_targets is None:
-            return torch.zeros_like(self.targets, dtype=torch.bool)
-        return self.targets != self.clean_targets
+        return corrupted(self.targets, self.clean_targets)
 
     def class_counts(self) -> Tensor:
         return torch.bincount(self.targets.cpu(), minlength=self.num_classes)

@@ -18,6 +18,8 @@ from coreselect.validation import validated
 SETTING_FIELDS = ("dataset", "data_root", "model", "val_fraction", "label_noise", "noise_kind", "imbalance")
 # Fields added later: left out of identities while at their default, so that earlier runs keep theirs.
 LATER_FIELDS: dict[str, Any] = {"holdout_fraction": 0.0, "num_classes": None, "threads": None}
+# How a run reads its data, not what it computes (tested to give the same run): never in an identity.
+EXECUTION_FIELDS = {"workers"}
 
 
 class RunConfig(BaseModel):
@@ -41,6 +43,8 @@ class RunConfig(BaseModel):
                                     "outside 0..num_classes-1 are an error")
     threads: int | None = Field(None, ge=1, description="CPU threads the run computes with (results depend on it); "
                                 "None: the cores the process may use, fixed when the run starts")
+    workers: int | None = Field(None, ge=0, description="read the data on demand through a DataLoader with this "
+                                "many worker processes (0: the main process); None: hold it in memory as tensors")
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @classmethod
@@ -61,7 +65,10 @@ class RunConfig(BaseModel):
     @property
     def run_id(self) -> str:
         """Hash of the whole configuration: the same command resumes and finds the same run."""
-        return hashlib.sha256(self.model_dump_json(exclude=self._defaulted_later_fields()).encode()).hexdigest()[:16]
+        left_out: dict[str, Any] = {k: True for k in self._defaulted_later_fields() | EXECUTION_FIELDS}
+        if train_defaults := self.train.defaulted_later_fields():
+            left_out["train"] = train_defaults
+        return hashlib.sha256(self.model_dump_json(exclude=left_out).encode()).hexdigest()[:16]
 
     def _defaulted_later_fields(self) -> set[str]:
         return {k for k, default in LATER_FIELDS.items() if getattr(self, k) == default}
@@ -71,7 +78,7 @@ class RunConfig(BaseModel):
         """Identity of the comparison this run belongs to: everything but strategy, budget and seed."""
         setting = {k: getattr(self, k) for k in (*SETTING_FIELDS, *LATER_FIELDS)
                    if k not in self._defaulted_later_fields()}
-        train = self.train.model_dump(exclude={"budget"})
+        train = self.train.model_dump(exclude={"budget", *self.train.defaulted_later_fields()})
         return json.dumps({**setting, "train": train}, sort_keys=True)
 
     @property

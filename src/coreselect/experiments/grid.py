@@ -68,6 +68,8 @@ class Grid(BaseModel):
     holdout_fraction: float = 0.0
     num_classes: int | None = None
     threads: int | None = None
+    workers: int | None = Field(None, ge=0, description="read the data through a DataLoader with this many worker "
+                                "processes (0: the run's own process); unset: in memory. The runs are the same")
     train: dict[str, Any] = Field(default_factory=dict, description="training settings shared by the grid "
                                   "(epochs, optimizer, lr, schedule, batch_size, ...)")
     gradient_error: int | None = Field(None, description="training examples of the reference gradient for the "
@@ -163,7 +165,8 @@ def expand(spec: BenchSpec) -> list[PlannedRun]:
                                       params=entry.params, seed=seed, val_fraction=grid.val_fraction,
                                       label_noise=noise, noise_kind=grid.noise_kind, imbalance=imbalance,
                                       holdout_fraction=grid.holdout_fraction, num_classes=grid.num_classes,
-                                      threads=grid.threads, train={**grid.train, "budget": budget})
+                                      threads=grid.threads, workers=grid.workers,
+                                      train={**grid.train, "budget": budget})
             gradient_error = grid.gradient_error if entry.name in grid.gradient_error_strategies else None
             planned.setdefault(config.run_id, PlannedRun(config, gradient_error))
     return list(planned.values())

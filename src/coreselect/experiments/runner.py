@@ -39,7 +39,7 @@ def checkpoint_path(store: ResultStore, config: RunConfig) -> Path:
 
 def load_splits(config: RunConfig) -> DataSplits:
     """The data of ``config``'s setting: its splits, label noise and imbalance, as the run sees them."""
-    return prepare_splits(
+    splits = prepare_splits(
         load_dataset(config.dataset, config.data_root, config.num_classes),
         val_fraction=config.val_fraction,
         label_noise=config.label_noise,
@@ -48,6 +48,7 @@ def load_splits(config: RunConfig) -> DataSplits:
         holdout_fraction=config.holdout_fraction,
         seed=config.seed,
     )
+    return splits if config.workers is None else splits.streamed(config.workers)
 
 
 def proxy_request(config: RunConfig) -> ProxyRequest | None:
@@ -111,7 +112,8 @@ def run_experiment(
     splits = load_splits(config)
     torch.manual_seed(derive_seed(config.seed, "model-init"))
     model = create_model(config.model, splits.train.input_shape, splits.train.num_classes)
-    check_model_fits(model, splits.train.inputs[:2], splits.train.num_classes, name=config.model)
+    sample, _ = splits.train[torch.arange(min(2, len(splits.train)))]
+    check_model_fits(model, sample, splits.train.num_classes, name=config.model)
     strategy = create_strategy(config.strategy, **config.params)
     request = proxy_request(config)
     if request is not None:

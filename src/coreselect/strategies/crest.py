@@ -192,7 +192,7 @@ class Crest(SeededStrategy):
         subsets = stratified_subsets(pool, ctx.train.targets, self.params.subset_size(len(pool), ctx.batch_size),
                                      self.num_coresets, self.generator)
         union = torch.cat(subsets)
-        out = forward_in_batches(ctx.model, ctx.train.inputs[union.to(ctx.train.device)])
+        out = forward_in_batches(ctx.model, ctx.train, indices=union)
         ctx.log.count_forward(len(union))
         targets = ctx.train.targets[union.to(ctx.train.device)]
         proxies = logit_gradients(out.logits, targets).cpu()
@@ -276,10 +276,10 @@ class Crest(SeededStrategy):
             return self._checked(failed, start)
         checked = self.checked.to(ctx.train.device)
         if self.params.full_set_check:
-            logits = forward_in_batches(ctx.model, ctx.train.inputs).logits[checked]
+            logits = forward_in_batches(ctx.model, ctx.train).logits[checked]
             ctx.log.count_forward(len(ctx.train))
         else:
-            logits = forward_in_batches(ctx.model, ctx.train.inputs[checked]).logits
+            logits = forward_in_batches(ctx.model, ctx.train, indices=checked).logits
             ctx.log.count_forward(len(checked))
         actual = float(per_example_losses(logits, ctx.train.targets[checked]).mean())
         return self._checked(abs(actual - self.predicted_loss()) > self.params.check_thresh * actual, start)

@@ -59,8 +59,8 @@ class Glister(PeriodicSelection):
     def reselect(self, k: int) -> Selection:
         ctx = self.context
         assert ctx.val is not None
-        train = forward_in_batches(ctx.model, ctx.train.inputs, with_features=True)
-        val = forward_in_batches(ctx.model, ctx.val.inputs, with_features=True)
+        train = forward_in_batches(ctx.model, ctx.train, with_features=True)
+        val = forward_in_batches(ctx.model, ctx.val, with_features=True)
         ctx.log.count_forward(len(ctx.train) + len(ctx.val))
         assert train.features is not None and val.features is not None
         e, h = logit_gradients(train.logits, ctx.train.targets.to(train.logits.device)), train.features.float()

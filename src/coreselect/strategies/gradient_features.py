@@ -21,8 +21,8 @@ def gradient_proxies(ctx: Context, indices: Tensor | None = None, embedding: str
     final linear layer's gradient [e, vec(e hᵀ)], kept in closed form. One no-grad forward in eval mode,
     counted as selection forward passes.
     """
-    inputs, targets = ctx.train[indices] if indices is not None else (ctx.train.inputs, ctx.train.targets)
-    out = forward_in_batches(ctx.model, inputs, with_features=embedding == "last_layer")
+    targets = ctx.train.targets if indices is None else ctx.train.targets[indices.to(ctx.train.targets.device)]
+    out = forward_in_batches(ctx.model, ctx.train, indices=indices, with_features=embedding == "last_layer")
     ctx.log.count_forward(len(targets))
     e = logit_gradients(out.logits, targets.to(out.logits.device))
     if embedding == "last_layer":

@@ -61,7 +61,7 @@ class GradMatch(PeriodicSelection):
             return train_mean * scale
         mask = torch.ones_like(ctx.val.targets, dtype=torch.bool) if classes is None else \
             torch.isin(ctx.val.targets, classes.to(ctx.val.targets.device))
-        return _last_layer_grads(ctx, ctx.val.inputs[mask], ctx.val.targets[mask]).mean(0) * scale
+        return _last_layer_grads(ctx, *ctx.val[torch.nonzero(mask).squeeze(1)]).mean(0) * scale
 
     def _per_class(self, k: int) -> tuple[Tensor, Tensor]:
         ctx, p = self.context, self.params

@@ -10,7 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from coreselect.data.dataset import InMemoryDataset
+from coreselect.data.examples import Examples
 from coreselect.errors import InvalidInputError
 from coreselect.signals.training import TrainingSignals
 
@@ -121,10 +121,10 @@ class Context:
     """Everything a strategy may use: model, data, budget, seed, device, and the selection log."""
 
     model: nn.Module
-    train: InMemoryDataset
+    train: Examples
     budget: Budget
     seed: int = 0
-    val: InMemoryDataset | None = None
+    val: Examples | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     log: SelectionLog = field(default_factory=SelectionLog)
     learning_rate: float = 0.0  # the optimiser's current learning rate, kept up to date by the trainer

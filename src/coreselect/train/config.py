@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 OptimizerName = Literal["sgd", "adamw"]
 ScheduleName = Literal["onecycle", "cosine", "step", "constant"]
+AugmentName = Literal["none", "crop-flip"]
+PrecisionName = Literal["fp32", "bf16"]
+# Fields added later: left out of run identities while at their default, so that earlier runs keep theirs.
+LATER_TRAIN_FIELDS: dict[str, object] = {"augment": "none", "precision": "fp32"}
 
 
 class TrainConfig(BaseModel):
@@ -29,3 +33,11 @@ class TrainConfig(BaseModel):
     warmup: float = Field(0.3, ge=0.0, lt=1.0, description="share of the run spent warming the LR up")
     eval_points: int = Field(20, ge=1, description="evaluations (and checkpoints) over the run")
     eval_batch_size: int = Field(256, ge=1)
+    augment: AugmentName = Field("none", description="augmentation of training batches (never of selection "
+                                 "forwards): none, or crop-flip (CIFAR-style random crop with padding 4 and flip)")
+    precision: PrecisionName = Field("fp32", description="fp32, or bf16 autocast for training and selection "
+                                     "forwards (losses, gradients of the selection and weights stay in fp32)")
+
+    def defaulted_later_fields(self) -> set[str]:
+        """The fields added later that are at their default (left out of run identities)."""
+        return {k for k, default in LATER_TRAIN_FIELDS.items() if getattr(self, k) == default}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from coreselect.data.dataset import InMemoryDataset
+from coreselect.data.examples import Examples
 from coreselect.signals import forward_in_batches, per_example_losses
 
 
@@ -16,9 +16,9 @@ class Evaluation:
     loss: float
 
 
-def evaluate(model: nn.Module, dataset: InMemoryDataset, batch_size: int = 256) -> Evaluation:
+def evaluate(model: nn.Module, dataset: Examples, batch_size: int = 256) -> Evaluation:
     """Accuracy and mean cross-entropy of ``model`` (in eval mode) on ``dataset``."""
-    logits = forward_in_batches(model, dataset.inputs, batch_size=batch_size).logits
+    logits = forward_in_batches(model, dataset, batch_size=batch_size).logits
     targets = dataset.targets.to(logits.device)
     accuracy = (logits.argmax(1) == targets).float().mean()
     loss = per_example_losses(logits, targets).mean()

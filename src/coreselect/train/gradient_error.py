@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from coreselect.data.dataset import InMemoryDataset
+from coreselect.data.examples import Examples
 from coreselect.signals import per_example_losses
 from coreselect.train.callbacks import Callback
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 ABSOLUTE, RELATIVE = "gradient_error", "gradient_error_relative"
 
 
-def mean_gradient(model: nn.Module, data: InMemoryDataset, indices: Tensor, weights: Tensor | None = None,
+def mean_gradient(model: nn.Module, data: Examples, indices: Tensor, weights: Tensor | None = None,
                   batch_size: int = 512) -> Tensor:
     """(1/|S|) Σ_{i∈S} w_i ∇ℓ_i over all trainable parameters, flattened; the model in eval mode."""
     params = [p for p in model.parameters() if p.requires_grad]

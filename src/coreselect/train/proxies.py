@@ -29,7 +29,7 @@ import torch
 from filelock import FileLock
 from torch import nn
 
-from coreselect.data.dataset import InMemoryDataset
+from coreselect.data.examples import Examples
 from coreselect.distributed import world
 from coreselect.notes import LOG
 from coreselect.seeding import derive_seed
@@ -43,16 +43,16 @@ from coreselect.train.trainer import Trainer
 from coreselect.train.trajectory import LossTrajectories, TrajectoryStore
 
 
-def _train(model: nn.Module, train: InMemoryDataset, config: TrainConfig, *, val: InMemoryDataset | None,
+def _train(model: nn.Module, train: Examples, config: TrainConfig, *, val: Examples | None,
            seed: int, device: str | torch.device, callbacks: list) -> None:
     probe = val if val is not None else train.subset(torch.arange(min(len(train), 256)))  # evaluated once, unused
     Trainer(model, create_strategy("full"), train, probe, config, val=val, seed=seed,
             device=device, callbacks=callbacks, progress_bar=False).fit()
 
 
-def run_proxy(request: ProxyRequest, make_model: Callable[[], nn.Module], train: InMemoryDataset,
-              val: InMemoryDataset | None, *, folder: str | Path, seed: int = 0, config: TrainConfig | None = None,
-              device: str | torch.device = "cpu", holdout: InMemoryDataset | None = None,
+def run_proxy(request: ProxyRequest, make_model: Callable[[], nn.Module], train: Examples,
+              val: Examples | None, *, folder: str | Path, seed: int = 0, config: TrainConfig | None = None,
+              device: str | torch.device = "cpu", holdout: Examples | None = None,
               remake: bool = False) -> ProxyRecord:
     """The record of ``request``'s proxy runs, read from ``folder`` if they were made before (and check out).
 
@@ -95,8 +95,8 @@ def _digest(path: Path) -> str:
     return sha.hexdigest()
 
 
-def _load_cached(folder: Path, request: ProxyRequest, train: InMemoryDataset,
-                 val: InMemoryDataset | None) -> ProxyRecord | None:
+def _load_cached(folder: Path, request: ProxyRequest, train: Examples,
+                 val: Examples | None) -> ProxyRecord | None:
     """The cached record if the folder holds a complete one whose files check out, else None (said if damaged)."""
     if not (folder / "record.json").exists():
         return None  # never made, or interrupted before its record was written
@@ -108,9 +108,9 @@ def _load_cached(folder: Path, request: ProxyRequest, train: InMemoryDataset,
         return None
 
 
-def _make(request: ProxyRequest, make_model: Callable[[], nn.Module], train: InMemoryDataset,
-          val: InMemoryDataset | None, *, folder: Path, seed: int, config: TrainConfig | None,
-          device: str | torch.device, holdout: InMemoryDataset | None) -> None:
+def _make(request: ProxyRequest, make_model: Callable[[], nn.Module], train: Examples,
+          val: Examples | None, *, folder: Path, seed: int, config: TrainConfig | None,
+          device: str | torch.device, holdout: Examples | None) -> None:
     recipe = config or TrainConfig()
     recipe = recipe.model_copy(update={"epochs": request.epochs or recipe.epochs, "budget": 1.0, "eval_points": 1})
     start = time.perf_counter()
@@ -122,14 +122,14 @@ def _make(request: ProxyRequest, make_model: Callable[[], nn.Module], train: InM
         model = make_model()
         _train(model, train, recipe, val=val, seed=seed, device=device, callbacks=callbacks)
         _save({"forgetting": forgetting.example_scores()[FORGETTING],
-               "final_logits": forward_in_batches(model, train.inputs).logits.cpu()}, folder / "scores.pt")
+               "final_logits": forward_in_batches(model, train).logits.cpu()}, folder / "scores.pt")
     elif request.kind == "holdout":
         if holdout is None:
             raise ValueError("a holdout proxy needs the holdout split")
         torch.manual_seed(derive_seed(seed, "proxy:holdout"))
         model = make_model()
         _train(model, holdout, recipe, val=None, seed=seed, device=device, callbacks=[])
-        _save({"holdout_logits": forward_in_batches(model, train.inputs).logits.cpu()}, folder / "scores.pt")
+        _save({"holdout_logits": forward_in_batches(model, train).logits.cpu()}, folder / "scores.pt")
     else:
         el2n, grand = torch.zeros(len(train)), torch.zeros(len(train))
         for run in range(request.runs):
@@ -137,7 +137,7 @@ def _make(request: ProxyRequest, make_model: Callable[[], nn.Module], train: InM
             model = make_model()
             _train(model, train, recipe, val=None, seed=derive_seed(seed, f"proxy:early:{run}"), device=device,
                    callbacks=[])
-            out = forward_in_batches(model, train.inputs, with_features=True)
+            out = forward_in_batches(model, train, with_features=True)
             e = logit_gradients(out.logits, train.targets.to(out.logits.device))
             assert out.features is not None
             el2n += e.norm(dim=1).cpu() / request.runs
@@ -154,7 +154,7 @@ def _save(scores: dict[str, torch.Tensor], path: Path) -> None:
         save_tensors(path, scores)
 
 
-def _load(folder: Path, request: ProxyRequest, train: InMemoryDataset, val: InMemoryDataset | None) -> ProxyRecord:
+def _load(folder: Path, request: ProxyRequest, train: Examples, val: Examples | None) -> ProxyRecord:
     record = json.loads((folder / "record.json").read_text())
     for name, digest in record.get("files", {}).items():
         if _digest(folder / name) != digest:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,11 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from coreselect.data.dataset import InMemoryDataset
+from coreselect.data.examples import Examples
 from coreselect.distributed import world
 from coreselect.errors import NonFiniteLossError
 from coreselect.notes import LOG
+from coreselect.seeding import derive_seed
 from coreselect.signals import per_example_losses
 from coreselect.strategies.protocol import (
     Batch,
@@ -35,6 +37,7 @@ from coreselect.strategies.protocol import (
     Strategy,
     budgeted,
 )
+from coreselect.train.augment import Augmentation, augmentation
 from coreselect.train.callbacks import Callback
 from coreselect.train.checkpoint import load_checkpoint, save_checkpoint
 from coreselect.train.config import TrainConfig
@@ -97,17 +100,18 @@ class Trainer:
         self,
         model: nn.Module,
         strategy: Strategy,
-        train: InMemoryDataset,
-        test: InMemoryDataset,
+        train: Examples,
+        test: Examples,
         config: TrainConfig,
         *,
-        val: InMemoryDataset | None = None,
+        val: Examples | None = None,
         seed: int = 0,
         device: torch.device | str = "cpu",
         checkpoint_path: str | Path | None = None,
         callbacks: Sequence[Callback] = (),
         progress_bar: bool = True,
         description: str = "",
+        augment: Augmentation | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device)
@@ -139,6 +143,14 @@ class Trainer:
         self.description = description
         self.state = _Progress()
         self._eval_examples = self._evaluation_schedule()
+        self.augment = augment if augment is not None else augmentation(config.augment)
+        self.seed = seed
+
+    def _precision(self) -> AbstractContextManager[object]:
+        """bf16 autocast around training and selection forwards when the config asks for it."""
+        if self.config.precision == "fp32":
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def _evaluation_schedule(self) -> list[int]:
         """Budget positions (in examples) at which to evaluate, evenly spaced, the last at the end."""
@@ -203,7 +215,8 @@ class Trainer:
         else:
             x, y = self.train_data[batch.indices]
             self.model.train()
-            logits = self.network(x)
+            with self._precision():
+                logits = self.network(self._augmented(x)).float()
             losses = per_example_losses(logits, y)
             loss = batch.weighted_mean(losses)
             value = float(loss.detach())
@@ -227,13 +240,23 @@ class Trainer:
         part = Batch(batch.indices[start:stop], None if batch.weights is None else batch.weights[start:stop])
         x, y = self.train_data[part.indices]
         self.model.train()
-        local_logits = self.network(x)
+        with self._precision():
+            local_logits = self.network(self._augmented(x)).float()
         local_losses = per_example_losses(local_logits, y)
         weighted = local_losses if part.weights is None else local_losses * part.weights.to(local_losses.device)
         loss = weighted.sum() * (self.world.size / len(batch))
         logits = self.world.gather_parts(local_logits, len(batch))
         losses = self.world.gather_parts(local_losses, len(batch))
         return logits, losses, loss
+
+    def _augmented(self, inputs: Tensor) -> Tensor:
+        """The training step's inputs, augmented from a stream of the step (and the rank, under DDP): nothing to
+        checkpoint, and a resumed run draws the same augmentations."""
+        if self.augment is None:
+            return inputs
+        stream = f"augment:{self.state.step}" if not self.world.distributed else \
+            f"augment:{self.state.step}:{self.world.rank}"
+        return self.augment(inputs, torch.Generator().manual_seed(derive_seed(self.seed, stream)))
 
     def _set_learning_rate(self) -> None:
         progress = self.state.examples / self.budget.total_examples
@@ -298,11 +321,11 @@ class Trainer:
         with bar:
             while s.examples < total:
                 self.context.log.step = s.step
-                with s.timings.section("selection", self.device):
+                with s.timings.section("selection", self.device), self._precision():
                     batch = next(batches)
                 with s.timings.section("training", self.device):
                     out = self._step(batch)
-                with s.timings.section("selection", self.device):
+                with s.timings.section("selection", self.device), self._precision():
                     self.strategy.observe(batch, out)
                 s.step += 1
                 s.examples += len(batch)

@@ -28,7 +28,7 @@ from coreselect.strategies.proxy import TrainLossSource
 from coreselect.train.callbacks import Callback
 
 if TYPE_CHECKING:
-    from coreselect.data.dataset import InMemoryDataset
+    from coreselect.data.examples import Examples
     from coreselect.strategies.protocol import Batch, StepOutput
     from coreselect.train.trainer import Trainer
 
@@ -102,9 +102,9 @@ class TrajectoryStore:
         return self._val[: self.rows]
 
 
-def _losses(model: torch.nn.Module, data: InMemoryDataset, start: int = 0, stop: int | None = None) -> np.ndarray:
+def _losses(model: torch.nn.Module, data: Examples, start: int = 0, stop: int | None = None) -> np.ndarray:
     stop = len(data) if stop is None else stop
-    logits = forward_in_batches(model, data.inputs[start:stop]).logits
+    logits = forward_in_batches(model, data, indices=torch.arange(start, stop)).logits
     return per_example_losses(logits, data.targets[start:stop].to(logits.device)).float().cpu().numpy()
 
 

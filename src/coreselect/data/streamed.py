@@ -1,0 +1,196 @@
+"""Any map-style ``torch.utils.data.Dataset`` of ``(input, label)`` items, read on demand.
+
+Only the labels are held (O(n)); inputs are read when a batch or a selection forward asks for them, by the
+main process or by ``workers`` persistent DataLoader worker processes (pinned memory when the data goes to a
+GPU). ``ds[indices]`` gathers a batch as :class:`~coreselect.data.dataset.InMemoryDataset` does, so every
+strategy and the trainer take either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
+
+from coreselect.data.dataset import InMemoryDataset
+from coreselect.data.labels import check_labels, class_names, corrupted
+from coreselect.errors import InvalidInputError
+
+CHUNK = 256  # items per loader request when a gather or a forward is split among workers
+
+
+class _Requests:
+    """A batch sampler whose batches are set before each pass (a persistent loader re-reads it per ``iter``)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _collate(items: list[Any]) -> tuple[Tensor, Tensor]:
+    """Stack ``(input, label)`` items, with a one-line error naming what does not fit."""
+    try:
+        x, y = default_collate(items)
+    except (RuntimeError, TypeError, ValueError) as error:
+        shapes = sorted({tuple(np.shape(item[0])) for item in items if isinstance(item, tuple | list) and item})
+        raise InvalidInputError(
+            f"dataset items must be (input, label) pairs of one input shape; got shapes {shapes[:4]} "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}); resize or pad in the dataset") from None
+    return torch.as_tensor(x), torch.as_tensor(y)
+
+
+def read_labels(dataset: Dataset, workers: int = 0) -> Tensor:
+    """Every item's label, from the dataset's ``targets`` attribute (the torchvision convention) or one pass."""
+    declared = getattr(dataset, "targets", None)
+    if declared is not None:
+        return _as_labels(torch.as_tensor(np.asarray(declared)))
+    n = len(dataset)  # type: ignore[arg-type]
+    loader = DataLoader(dataset, batch_size=CHUNK, num_workers=workers, collate_fn=_collate)
+    labels = [y for _, y in loader]
+    return _as_labels(torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64), n)
+
+
+def _as_labels(labels: Tensor, n: int | None = None) -> Tensor:
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise InvalidInputError(f"dataset labels must be integer class indices, got {labels.dtype} values "
+                                f"(e.g. {labels.flatten()[:3].tolist()}); return an int label per item")
+    if labels.ndim != 1 or (n is not None and labels.shape[0] != n):
+        raise InvalidInputError(f"dataset items must carry one integer label each; got labels of shape "
+                                f"{tuple(labels.shape)} for {n} items")
+    return labels.to(torch.int64)
+
+
+@dataclass(frozen=True)
+class StreamedDataset:
+    """A map-style Dataset of ``(input, label)`` as the library's training or test data (see the module docstring).
+
+    ``rows`` selects and orders the dataset's items (a view: ``subset`` makes one without reading inputs);
+    ``targets`` are the labels of those rows, ``clean_targets`` the labels before injected noise.
+    """
+
+    dataset: Dataset
+    targets: Tensor
+    num_classes: int
+    classes: tuple[str, ...] = field(default=())
+    clean_targets: Tensor | None = None
+    rows: Tensor | None = None
+    workers: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @classmethod
+    def wrap(cls, dataset: Dataset, num_classes: int | None = None, *, classes: Sequence[str] = (),
+             workers: int = 0) -> StreamedDataset:
+        """Wrap ``dataset``; the class count is ``num_classes``, else ``len(classes)``, else the largest label + 1."""
+        if workers < 0:
+            raise InvalidInputError(f"workers must be 0 (read in the main process) or more, got {workers}")
+        targets = read_labels(dataset, workers)
+        if num_classes is None:
+            num_classes = len(classes) if classes else int(targets.max()) + 1 if len(targets) else 1
+        return cls(dataset, targets, num_classes, tuple(classes), workers=workers)
+
+    @classmethod
+    def of(cls, data: InMemoryDataset, workers: int = 0) -> StreamedDataset:
+        """``data``'s tensors read through a ``TensorDataset`` (the same examples, labels and clean labels)."""
+        return cls(TensorDataset(data.inputs.cpu(), data.targets.cpu()), data.targets, data.num_classes,
+                   data.classes, data.clean_targets, workers=workers, device=data.device)
+
+    def __post_init__(self) -> None:
+        check_labels(self.targets, self.num_classes)
+        object.__setattr__(self, "classes", class_names(self.classes, self.num_classes))
+        rows = len(self.dataset) if self.rows is None else len(self.rows)  # type: ignore[arg-type]
+        if rows != len(self.targets):
+            raise InvalidInputError(f"{rows} dataset items but {len(self.targets)} labels; give one label per item")
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def __getstate__(self) -> dict[str, Any]:  # the worker pool stays with the process that made it
+        return {k: v for k, v in self.__dict__.items() if k != "_loader"}
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _items(self, indices: Tensor) -> list[int]:
+        indices = torch.as_tensor(indices, dtype=torch.long).cpu()
+        return (indices if self.rows is None else self.rows[indices]).tolist()
+
+    def _load(self, batches: list[list[int]]) -> Iterator[tuple[Tensor, Tensor]]:
+        """The collated items of each batch, in order, on ``device``."""
+        if self.workers == 0:
+            for batch in batches:
+                x, y = _collate([self.dataset[i] for i in batch])
+                yield x.to(self.device), y.to(self.device)
+            return
+        loader = self.__dict__.get("_loader")
+        if loader is None:
+            loader = DataLoader(self.dataset, batch_sampler=_Requests(), num_workers=self.workers,
+                                collate_fn=_collate, persistent_workers=True,
+                                pin_memory=self.device.type == "cuda")
+            object.__setattr__(self, "_loader", loader)
+        loader.batch_sampler.batches = batches
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def __getitem__(self, indices: Tensor | Sequence[int]) -> tuple[Tensor, Tensor]:
+        """The inputs and labels at ``indices`` (labels as held: noisy labels stay noisy)."""
+        indices = torch.as_tensor(indices, dtype=torch.long).cpu()
+        items = self._items(indices)
+        size = max(1, -(-len(items) // max(self.workers, 1))) if self.workers else len(items)
+        parts = [x for x, _ in self._load([items[i:i + size] for i in range(0, len(items), size)])]
+        x = torch.cat(parts) if parts else torch.empty(0, *self.input_shape, device=self.device)
+        return x, self.targets[indices.to(self.targets.device)]
+
+    def chunks(self, batch_size: int, indices: Tensor | None = None) -> Iterator[Tensor]:
+        """The inputs at ``indices`` (default: all, in order), ``batch_size`` at a time, read ahead by the workers."""
+        items = self._items(torch.arange(len(self)) if indices is None else indices)
+        for x, _ in self._load([items[i:i + batch_size] for i in range(0, len(items), batch_size)]):
+            yield x
+
+    # -- the InMemoryDataset interface ---------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        first = self._items(torch.zeros(1, dtype=torch.long))[0] if len(self) else 0
+        return tuple(torch.as_tensor(np.asarray(self.dataset[first][0])).shape)
+
+    @property
+    def noise_mask(self) -> Tensor:
+        """True where the label was corrupted (all False when no noise was injected)."""
+        return corrupted(self.targets, self.clean_targets)
+
+    def class_counts(self) -> Tensor:
+        return torch.bincount(self.targets.cpu(), minlength=self.num_classes)
+
+    def subset(self, indices: Tensor) -> StreamedDataset:
+        """The examples at ``indices``, in that order (no input is read)."""
+        indices = torch.as_tensor(indices, dtype=torch.long).cpu()
+        rows = indices if self.rows is None else self.rows[indices]
+        clean = None if self.clean_targets is None else self.clean_targets[indices.to(self.targets.device)]
+        return self._derive(targets=self.targets[indices.to(self.targets.device)], clean_targets=clean, rows=rows)
+
+    def with_targets(self, targets: Tensor) -> StreamedDataset:
+        """A copy with new labels; the current labels are kept as the clean ones."""
+        clean = self.targets if self.clean_targets is None else self.clean_targets
+        return self._derive(targets=targets, clean_targets=clean)
+
+    def to(self, device: torch.device | str) -> StreamedDataset:
+        """A copy whose batches and labels land on ``device`` (the dataset itself stays where it is)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        clean = None if self.clean_targets is None else self.clean_targets.to(device)
+        return self._derive(targets=self.targets.to(device), clean_targets=clean, device=device)
+
+    def _derive(self, **changes: Any) -> StreamedDataset:
+        """A copy with ``changes`` that shares this one's worker pool (the same dataset is read)."""
+        copy = replace(self, **changes)
+        if "_loader" in self.__dict__:
+            object.__setattr__(copy, "_loader", self.__dict__["_loader"])
+        return copy

@@ -1,0 +1,177 @@
+"""Any map-style torch Dataset: read on demand (main process or DataLoader workers), it gives every strategy the
+run the in-memory tensors give; augmentation reaches training steps only; bad items get one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from coreselect.data import InMemoryDataset, StreamedDataset
+from coreselect.errors import InvalidInputError
+from coreselect.experiments import ResultStore, RunConfig, run_experiment
+from coreselect.models import create_model
+from coreselect.strategies import STRATEGIES, create_strategy
+from coreselect.train import TrainConfig, Trainer
+from coreselect.train.augment import crop_flip
+
+
+def _config(name: str, npz_root: Path, workers: int | None, **train: object) -> RunConfig:
+    return RunConfig.create(dataset="npz", data_root=str(npz_root), model="mlp", strategy=name, val_fraction=0.1,
+                            holdout_fraction=0.3, label_noise=0.2, workers=workers,
+                            train={"epochs": 4, "budget": 0.3, "batch_size": 16, "eval_points": 2,
+                                   "optimizer": "adamw", "lr": 1e-3, **train})
+
+
+def _same_run(a: ResultStore, b: ResultStore, run_id: str) -> None:
+    first, second = a.get(run_id), b.get(run_id)
+    assert first is not None and second is not None
+    assert (first.test_accuracy, first.steps, first.examples, first.selection_forward_examples) == (
+        second.test_accuracy, second.steps, second.examples, second.selection_forward_examples)
+    assert [e.test_loss for e in a.evaluations(run_id)] == [e.test_loss for e in b.evaluations(run_id)]
+    picked = [(s["indices"].tolist(), None if s["weights"] is None else s["weights"].tolist())
+              for s in a.selections(run_id)]
+    assert picked == [(s["indices"].tolist(), None if s["weights"] is None else s["weights"].tolist())
+                      for s in b.selections(run_id)]
+
+
+def test_every_strategy_selects_on_a_streamed_dataset_what_it_selects_in_memory(npz_root: Path,
+                                                                                 tmp_path: Path) -> None:
+    memory, streamed = ResultStore(tmp_path / "memory.db"), ResultStore(tmp_path / "streamed.db")
+    for name in STRATEGIES:
+        config = _config(name, npz_root, None)
+        assert _config(name, npz_root, 0).run_id == config.run_id  # how the data is read is not the run's identity
+        run_experiment(config, memory, progress_bar=False)
+        run_experiment(_config(name, npz_root, 0), streamed, progress_bar=False)
+        _same_run(memory, streamed, config.run_id)
+
+
+@pytest.mark.parametrize("name", ["crest", "rho-loss"])
+def test_dataloader_workers_give_the_same_run(npz_root: Path, tmp_path: Path, name: str) -> None:
+    memory, workers = ResultStore(tmp_path / "memory.db"), ResultStore(tmp_path / "workers.db")
+    config = _config(name, npz_root, None, augment="crop-flip")
+    run_experiment(config, memory, progress_bar=False)
+    run_experiment(_config(name, npz_root, 2, augment="crop-flip"), workers, progress_bar=False)
+    _same_run(memory, workers, config.run_id)
+
+
+class _Images(Dataset):
+    """A user's dataset: numpy images and plain int labels, with a broken item where asked."""
+
+    def __init__(self, n: int = 96, bad: int | None = None, bad_kind: str = "shape") -> None:
+        rng = np.random.default_rng(0)
+        self.x = rng.normal(size=(n, 1, 8, 8)).astype(np.float32)
+        self.y = rng.integers(0, 3, n)
+        self.bad, self.bad_kind = bad, bad_kind
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, object]:
+        if i == self.bad and self.bad_kind == "shape":
+            return self.x[i][:, :4], int(self.y[i])
+        if i == self.bad and self.bad_kind == "label":
+            return self.x[i], 0.5
+        return self.x[i], int(self.y[i])
+
+
+def test_a_users_dataset_trains_every_family_with_the_budget_spent() -> None:
+    train, test = StreamedDataset.wrap(_Images(), num_classes=3), StreamedDataset.wrap(_Images(48), num_classes=3)
+    config = TrainConfig(epochs=3, budget=0.5, batch_size=8, eval_points=1, optimizer="adamw", lr=1e-3)
+    for name in ["random", "crest", "train-loss", "infobatch"]:
+        model = create_model("mlp", train.input_shape, 3)
+        result = Trainer(model, create_strategy(name), train, test, config, progress_bar=False).fit()
+        assert result.examples == round(0.5 * 3 * len(train))
+
+
+@pytest.mark.parametrize(("kind", "message"), [("shape", "one input shape"), ("label", "integer class indices")])
+def test_a_dataset_with_a_bad_item_gets_a_one_line_error(kind: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message) as caught:
+        train = StreamedDataset.wrap(_Images(bad=5, bad_kind=kind), num_classes=3)
+        train[torch.arange(10)]
+    assert "\n" not in str(caught.value)
+
+
+class _Recorder(nn.Module):
+    """An MLP that records every batch it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))
+        self.seen: list[Tensor] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.seen.append(x.detach().clone())
+        return self.net(x)
+
+
+@pytest.mark.parametrize("name", ["crest", "train-loss", "gradmatch"])
+def test_augmentation_reaches_training_steps_and_never_selection_forwards(name: str) -> None:
+    images = _Images(120)
+    data = InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), num_classes=3)
+    originals = {row.numpy().tobytes() for row in data.inputs}
+    augmented: list[Tensor] = []
+
+    def recorded_crop_flip(x: Tensor, generator: torch.Generator) -> Tensor:
+        augmented.append(out := crop_flip(x, generator))
+        return out
+
+    model = _Recorder()
+    config = TrainConfig(epochs=3, budget=0.3, batch_size=8, eval_points=1, optimizer="adamw", lr=1e-3)
+    result = Trainer(model, create_strategy(name), data, data, config, progress_bar=False,
+                     augment=recorded_crop_flip).fit()
+    assert len(augmented) == result.steps
+    steps = [x for x in model.seen if any(x.shape == a.shape and torch.equal(x, a) for a in augmented)]
+    assert len(steps) == result.steps  # every step trained on its augmented batch
+    others = [x for x in model.seen if not any(x.shape == a.shape and torch.equal(x, a) for a in augmented)]
+    assert len(others) > 0 and all(row.numpy().tobytes() in originals for x in others for row in x)
+    shifted = sum(row.numpy().tobytes() not in originals for x in steps for row in x)
+    assert shifted > 0.8 * result.examples  # 1 in 162 crop-flips is the identity
+
+
+def test_crop_flip_equals_pad_crop_and_mirror_of_each_image() -> None:
+    x = torch.randn(6, 2, 5, 7)
+    out = crop_flip(x, torch.Generator().manual_seed(3), padding=2)
+    g = torch.Generator().manual_seed(3)  # the same draws, applied image by image
+    dy, dx = torch.randint(0, 5, (2, 6), generator=g)
+    flip = torch.rand(6, generator=g) < 0.5
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(6):
+        expected = padded[i, :, dy[i]:dy[i] + 5, dx[i]:dx[i] + 7]
+        expected = expected.flip(-1) if flip[i] else expected
+        assert torch.equal(out[i], expected)
+
+
+def test_an_augmented_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    from test_trainer import _Interrupt, _trainer
+
+    expected = _trainer("random", augment="crop-flip").fit()
+    with pytest.raises(KeyboardInterrupt):
+        _trainer("random", checkpoint=tmp_path / "run.pt", callbacks=[_Interrupt(2)], augment="crop-flip").fit()
+    resumed = _trainer("random", checkpoint=tmp_path / "run.pt", augment="crop-flip").fit()
+    assert resumed.resumed_from_step is not None
+    assert [r.test_loss for r in resumed.history] == [r.test_loss for r in expected.history]
+    assert expected.history[-1].test_loss != _trainer("random").fit().history[-1].test_loss  # augmentation acted
+
+
+def test_bf16_computes_training_and_selection_forwards_in_bf16_and_evaluates_in_fp32() -> None:
+    images = _Images(120)
+    data = InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), num_classes=3)
+    model = create_model("mlp", data.input_shape, 3)
+    dtypes: list[tuple[bool, torch.dtype]] = []  # (autograd on, dtype of the last layer's output)
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    last.register_forward_hook(lambda _m, _i, out: dtypes.append((torch.is_grad_enabled(), out.dtype)))
+    config = TrainConfig(epochs=3, budget=0.3, batch_size=8, eval_points=2, optimizer="adamw", lr=1e-3,
+                         precision="bf16")
+    trainer = Trainer(model, create_strategy("train-loss"), data, data, config, progress_bar=False)
+    result = trainer.fit()
+    assert all(np.isfinite(r.test_loss) for r in result.history)
+    evaluations = 2 * -(-len(data) // config.eval_batch_size)  # the last forwards of each evaluation
+    assert {d for grad, d in dtypes if grad} == {torch.bfloat16}  # training steps
+    probe = -(-min(1024, len(data)) // config.eval_batch_size) * 4  # the cost-floor probe, before training (fp32)
+    selection = [d for grad, d in dtypes[probe:] if not grad]
+    assert torch.bfloat16 in selection and selection.count(torch.float32) == evaluations
