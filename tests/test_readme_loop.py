@@ -47,3 +47,28 @@ def test_readme_own_loop_spends_exactly_the_budget(name: str, npz_root: Path, mo
     budget = namespace["budget"]
     assert sum(spent) == budget.total_examples == round(0.1 * 3 * len(small.train))
     assert namespace["ctx"].signals.steps_recorded == len(spent)  # the loop filled the cache every step
+
+
+def test_readme_dataset_example_trains_crest_on_a_users_dataset_with_augmentation(npz_root: Path) -> None:
+    section = README.read_text().split("### Any torch Dataset, with augmentation", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    for old, new in [('"data/', f'"{npz_root}/'), ('create_model("resnet20"', 'create_model("mlp"'),
+                     ("epochs=30", "epochs=3")]:
+        assert old in code
+        code = code.replace(old, new)
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    result, train = namespace["result"], namespace["train"]
+    assert result.examples == round(0.3 * 3 * len(train)) and train.workers == 2
+
+
+def test_the_readme_names_the_strategies_that_plan_their_batches() -> None:
+    from coreselect.strategies import PlansBatches
+
+    planning = {name for name in STRATEGIES if isinstance(create_strategy(name), PlansBatches)}
+    text = README.read_text().split("### Any torch Dataset, with augmentation", 1)[1].split("```", 1)[0]
+    named = re.search(r"plans its batches \((.*?)\)", text, re.S).group(1)
+    for name in ("random", "full", "craig", "gradmatch", "glister", "stable", "infobatch", "el2n", "ltc"):
+        assert name in planning, name
+    assert not {"crest", "rho-loss", "bayesian", "train-loss", "uniform"} & planning  # they select every step
+    assert all(word in named for word in ("CRAIG", "GradMatch", "GLISTER", "stable", "InfoBatch", "static"))

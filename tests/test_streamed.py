@@ -50,7 +50,7 @@ def test_every_strategy_selects_on_a_streamed_dataset_what_it_selects_in_memory(
         _same_run(memory, streamed, config.run_id)
 
 
-@pytest.mark.parametrize("name", ["crest", "rho-loss"])
+@pytest.mark.parametrize("name", ["crest", "rho-loss", "random"])
 def test_dataloader_workers_give_the_same_run(npz_root: Path, tmp_path: Path, name: str) -> None:
     memory, workers = ResultStore(tmp_path / "memory.db"), ResultStore(tmp_path / "workers.db")
     config = _config(name, npz_root, None, augment="crop-flip")
@@ -175,3 +175,20 @@ def test_bf16_computes_training_and_selection_forwards_in_bf16_and_evaluates_in_
     probe = -(-min(1024, len(data)) // config.eval_batch_size) * 4  # the cost-floor probe, before training (fp32)
     selection = [d for grad, d in dtypes[probe:] if not grad]
     assert torch.bfloat16 in selection and selection.count(torch.float32) == evaluations
+
+
+def test_workers_read_a_planned_pass_ahead_and_a_selection_gather_in_between_drops_it() -> None:
+    images = _Images(64)
+    data = StreamedDataset.of(InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), 3), workers=2)
+    plan = [torch.arange(8), torch.arange(8, 16), torch.tensor([40, 3, 17])]
+    data.read_ahead(plan)
+    assert data.expects(plan[0]) and not data.expects(plan[1])
+    assert torch.equal(data[plan[0]][0], torch.from_numpy(images.x[:8]))
+    other = torch.tensor([5, 60])  # a selection gather: read at once, and the rest of the plan dropped
+    assert torch.equal(data[other][0], torch.from_numpy(images.x[[5, 60]]))
+    assert not data.expects(plan[1])
+    assert torch.equal(data[plan[1]][0], torch.from_numpy(images.x[8:16]))
+    view = data.subset(torch.tensor([10, 20, 30]))  # a view shares the workers: its gathers drop the plan too
+    data.read_ahead(plan[1:])
+    assert torch.equal(view[torch.tensor([2, 0])][0], torch.from_numpy(images.x[[30, 10]]))
+    assert not data.expects(plan[1])

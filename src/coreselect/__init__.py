@@ -4,7 +4,7 @@ Every selection method is a :class:`~coreselect.strategies.Strategy`, a source o
 that drops into any training loop; :class:`~coreselect.train.Trainer` drives one under a fair budget.
 """
 
-from coreselect.data import DataSplits, InMemoryDataset, load_dataset, prepare_splits
+from coreselect.data import DataSplits, Examples, InMemoryDataset, StreamedDataset, load_dataset, prepare_splits
 from coreselect.errors import CoreselectError
 from coreselect.models import PenultimateFeatures, create_model
 from coreselect.strategies import (
@@ -28,10 +28,12 @@ __all__ = [
     "Context",
     "CoreselectError",
     "DataSplits",
+    "Examples",
     "InMemoryDataset",
     "PenultimateFeatures",
     "StepOutput",
     "Strategy",
+    "StreamedDataset",
     "TrainConfig",
     "Trainer",
     "budgeted",

@@ -15,6 +15,7 @@ from coreselect.data import formats
 from coreselect.data.corruption import add_label_noise, long_tailed_indices
 from coreselect.data.dataset import InMemoryDataset
 from coreselect.data.examples import Examples
+from coreselect.data.npy import NpyRows
 from coreselect.data.splits import stratified_split
 from coreselect.data.streamed import StreamedDataset
 from coreselect.errors import DatasetNotFoundError, InvalidInputError, UnknownNameError
@@ -118,7 +119,7 @@ def _image_folder(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, .
     return (x_train, y_train), (x_test, y_test), classes
 
 
-DATASETS: dict[str, Callable[[str | Path | None], tuple[Arrays, Arrays, tuple[str, ...]]]] = {
+IN_MEMORY: dict[str, Callable[[str | Path | None], tuple[Arrays, Arrays, tuple[str, ...]]]] = {
     "fashion-mnist": _fashion_mnist,
     "idx": _idx,
     "cifar10": _cifar("cifar-10-batches-py", 10),
@@ -126,6 +127,27 @@ DATASETS: dict[str, Callable[[str | Path | None], tuple[Arrays, Arrays, tuple[st
     "npz": _npz,
     "imagefolder": _image_folder,
 }
+
+
+def _npy(root: str | Path | None, num_classes: int | None) -> DataSplits:
+    """``<root>/train_x.npy``, ``train_y.npy``, ``test_x.npy``, ``test_y.npy`` read on demand (larger than memory
+    is fine), standardised with the training part's statistics; class names from ``classes.txt`` if present."""
+    place = _require(root, "npy", "folder with train_x.npy, train_y.npy, test_x.npy, test_y.npy")
+    names_file = place / "classes.txt"
+    classes = tuple(names_file.read_text().split()) if names_file.is_file() else ()
+    count = _class_count("npy", classes, num_classes)
+    train = NpyRows(place / "train_x.npy", place / "train_y.npy")
+    test = NpyRows(place / "test_x.npy", place / "test_y.npy", mean=train.mean, std=train.std)
+    if train.row_shape != test.row_shape:
+        raise InvalidInputError(f"npy: train inputs {train.row_shape} and test inputs {test.row_shape} differ")
+    for split, rows in (("train", train), ("test", test)):
+        _check_arrays("npy", split, np.zeros((len(rows), 0)), rows.targets.numpy(), count)
+    return DataSplits("npy", train=StreamedDataset.wrap(train, count, classes=classes),
+                      test=StreamedDataset.wrap(test, count, classes=classes))
+
+
+ON_DEMAND: dict[str, Callable[[str | Path | None, int | None], DataSplits]] = {"npy": _npy}
+DATASETS = [*IN_MEMORY, *ON_DEMAND]  # every dataset name
 
 
 def _standardiser(x_train: np.ndarray) -> Callable[[np.ndarray], Tensor]:
@@ -175,9 +197,11 @@ def load_dataset(name: str, root: str | Path | None = None, num_classes: int | N
     The class count is ``num_classes`` if given, else the classes the data declares; a label outside it is
     an error. A class without training examples is reported (a warning, not an error).
     """
-    if name not in DATASETS:
+    if name in ON_DEMAND:
+        return ON_DEMAND[name](root, num_classes)
+    if name not in IN_MEMORY:
         raise UnknownNameError("dataset", name, DATASETS)
-    (x_train, y_train), (x_test, y_test), classes = DATASETS[name](root)
+    (x_train, y_train), (x_test, y_test), classes = IN_MEMORY[name](root)
     count = _class_count(name, classes, num_classes)
     _check_arrays(name, "train", x_train, y_train, count)
     _check_arrays(name, "test", x_test, y_test, count)

@@ -8,6 +8,7 @@ strategy and the trainer take either.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,6 +36,34 @@ class _Requests:
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+class _Pool:
+    """DataLoader worker processes that stay up between requests, and the batches they are reading ahead."""
+
+    def __init__(self, dataset: Dataset, workers: int, pin: bool) -> None:
+        self.requests = _Requests()
+        self.loader = DataLoader(dataset, batch_sampler=self.requests, num_workers=workers, collate_fn=_collate,
+                                 persistent_workers=True, pin_memory=pin)
+        self.ahead: deque[list[int]] = deque()
+        self.stream: Iterator[tuple[Tensor, Tensor]] | None = None
+
+    def load(self, batches: list[list[int]]) -> Iterator[tuple[Tensor, Tensor]]:
+        self.ahead.clear()  # a new pass over the workers drops what they were reading ahead
+        self.requests.batches = batches
+        yield from iter(self.loader)
+
+    def read_ahead(self, batches: list[list[int]]) -> None:
+        self.requests.batches = batches
+        self.stream, self.ahead = iter(self.loader), deque(batches)
+
+    def expects(self, items: list[int]) -> bool:
+        return bool(self.ahead) and self.ahead[0] == items
+
+    def next_ahead(self) -> tuple[Tensor, Tensor]:
+        assert self.stream is not None and self.ahead
+        self.ahead.popleft()
+        return next(self.stream)
 
 
 def _collate(items: list[Any]) -> tuple[Tensor, Tensor]:
@@ -115,33 +144,46 @@ class StreamedDataset:
         return int(self.targets.shape[0])
 
     def __getstate__(self) -> dict[str, Any]:  # the worker pool stays with the process that made it
-        return {k: v for k, v in self.__dict__.items() if k != "_loader"}
+        return {k: v for k, v in self.__dict__.items() if k != "_workers"}
 
     # -- reading -----------------------------------------------------------------------------------
     def _items(self, indices: Tensor) -> list[int]:
         indices = torch.as_tensor(indices, dtype=torch.long).cpu()
         return (indices if self.rows is None else self.rows[indices]).tolist()
 
+    def _pool(self) -> _Pool:
+        """The persistent worker pool (made on first use, shared by copies of this dataset)."""
+        pool = self.__dict__.get("_workers")
+        if pool is None:
+            pool = _Pool(self.dataset, self.workers, pin=self.device.type == "cuda")
+            object.__setattr__(self, "_workers", pool)
+        return pool
+
     def _load(self, batches: list[list[int]]) -> Iterator[tuple[Tensor, Tensor]]:
-        """The collated items of each batch, in order, on ``device``."""
+        """The collated items of each batch, in order, on ``device`` (any reading ahead is dropped)."""
         if self.workers == 0:
-            for batch in batches:
-                x, y = _collate([self.dataset[i] for i in batch])
-                yield x.to(self.device), y.to(self.device)
-            return
-        loader = self.__dict__.get("_loader")
-        if loader is None:
-            loader = DataLoader(self.dataset, batch_sampler=_Requests(), num_workers=self.workers,
-                                collate_fn=_collate, persistent_workers=True,
-                                pin_memory=self.device.type == "cuda")
-            object.__setattr__(self, "_loader", loader)
-        loader.batch_sampler.batches = batches
-        for x, y in loader:
+            parts: Iterator[tuple[Tensor, Tensor]] = (_collate([self.dataset[i] for i in b]) for b in batches)
+        else:
+            parts = self._pool().load(batches)
+        for x, y in parts:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def expects(self, indices: Tensor) -> bool:
+        """Whether ``indices`` is the next batch the workers are reading ahead."""
+        return self.workers > 0 and self._pool().expects(self._items(indices))
+
+    def read_ahead(self, batches: Sequence[Tensor]) -> None:
+        """Start reading these batches in the workers; gathering them in this order then takes what they read.
+        A gather of anything else drops the rest. No effect without workers."""
+        if self.workers > 0 and batches:
+            self._pool().read_ahead([self._items(b) for b in batches])
 
     def __getitem__(self, indices: Tensor | Sequence[int]) -> tuple[Tensor, Tensor]:
         """The inputs and labels at ``indices`` (labels as held: noisy labels stay noisy)."""
         indices = torch.as_tensor(indices, dtype=torch.long).cpu()
+        if self.expects(indices):
+            x, _ = self._pool().next_ahead()
+            return x.to(self.device, non_blocking=True), self.targets[indices.to(self.targets.device)]
         items = self._items(indices)
         size = max(1, -(-len(items) // max(self.workers, 1))) if self.workers else len(items)
         parts = [x for x, _ in self._load([items[i:i + size] for i in range(0, len(items), size)])]
@@ -191,6 +233,6 @@ class StreamedDataset:
     def _derive(self, **changes: Any) -> StreamedDataset:
         """A copy with ``changes`` that shares this one's worker pool (the same dataset is read)."""
         copy = replace(self, **changes)
-        if "_loader" in self.__dict__:
-            object.__setattr__(copy, "_loader", self.__dict__["_loader"])
+        if "_workers" in self.__dict__:
+            object.__setattr__(copy, "_workers", self.__dict__["_workers"])
         return copy

@@ -66,6 +66,13 @@ class EpochStrategy(SeededStrategy, ABC):
             weights = self._selection.weights
             yield Batch(self._selection.indices[positions], None if weights is None else weights[positions])
 
+    def planned(self) -> list[Tensor]:
+        """Indices of the rest of the current pass's batches (the next selection comes after them)."""
+        if self._selection is None or self._order is None:
+            return []
+        rest, size = self._order[self._cursor :], self.context.batch_size
+        return [self._selection.indices[rest[i : i + size]] for i in range(0, len(rest), size)]
+
     def state_dict(self) -> dict[str, Any]:
         sel = self._selection
         return {

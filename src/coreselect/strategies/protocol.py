@@ -172,6 +172,16 @@ class ReportsMetrics(Protocol):
     def metrics(self) -> dict[str, float]: ...
 
 
+@runtime_checkable
+class PlansBatches(Protocol):
+    """A strategy that knows its next batches ahead of time (until it selects again): data read on demand can
+    be read ahead for them without changing anything the strategy does."""
+
+    def planned(self) -> list[Tensor]:
+        """Indices of the batches ``batches()`` will yield next before selecting again (possibly none)."""
+        ...
+
+
 def budgeted(strategy: Strategy, budget: Budget, spent: int = 0) -> Iterator[Batch]:
     """The strategy's batches until exactly ``budget.total_examples`` have been handed out, the last batch cut
     to fit; ``spent`` examples already back-propagated (a resumed run) count against it. Any loop spends

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from coreselect.data.examples import Examples
+from coreselect.data.streamed import StreamedDataset
 from coreselect.distributed import world
 from coreselect.errors import NonFiniteLossError
 from coreselect.notes import LOG
@@ -31,6 +32,7 @@ from coreselect.strategies.protocol import (
     Batch,
     Budget,
     Context,
+    PlansBatches,
     ReportsMetrics,
     SelectionRound,
     StepOutput,
@@ -213,6 +215,7 @@ class Trainer:
             logits, losses, loss = self._forward_distributed(batch)
             value = float(batch.weighted_mean(losses))  # the whole batch's loss, the same on every rank
         else:
+            self._read_ahead(batch)
             x, y = self.train_data[batch.indices]
             self.model.train()
             with self._precision():
@@ -248,6 +251,13 @@ class Trainer:
         logits = self.world.gather_parts(local_logits, len(batch))
         losses = self.world.gather_parts(local_losses, len(batch))
         return logits, losses, loss
+
+    def _read_ahead(self, batch: Batch) -> None:
+        """With data read on demand by workers and a strategy that plans its batches: have the workers read this
+        batch and the planned ones ahead, so that reading overlaps training."""
+        if isinstance(self.train_data, StreamedDataset) and isinstance(self.strategy, PlansBatches) \
+                and not self.train_data.expects(batch.indices):
+            self.train_data.read_ahead([batch.indices, *self.strategy.planned()])
 
     def _augmented(self, inputs: Tensor) -> Tensor:
         """The training step's inputs, augmented from a stream of the step (and the rank, under DDP): nothing to
