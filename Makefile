@@ -29,7 +29,7 @@ $(CHROMIUM):
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,lightning,huggingface]'
 	touch $(STAMP)
 
 demo: setup  # every strategy once on Fashion-MNIST, then the report in runs/demo_report/

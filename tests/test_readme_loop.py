@@ -72,3 +72,25 @@ def test_the_readme_names_the_strategies_that_plan_their_batches() -> None:
         assert name in planning, name
     assert not {"crest", "rho-loss", "bayesian", "train-loss", "uniform"} & planning  # they select every step
     assert all(word in named for word in ("CRAIG", "GradMatch", "GLISTER", "stable", "InfoBatch", "static"))
+
+
+def _integration_examples() -> list[str]:
+    section = README.read_text().split("### PyTorch Lightning and the Hugging Face `Trainer`", 1)[1]
+    return re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], re.S)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["lightning", "huggingface"])
+def test_readme_integration_examples_spend_the_budget(which: int, npz_root: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                      tmp_path: Path) -> None:
+    code = _integration_examples()[which]
+    small = load_dataset("npz", str(npz_root))
+    monkeypatch.setattr(coreselect, "load_dataset", lambda *args, **kwargs: small)
+    for old, new in [("Budget(0.3, 20,", "Budget(0.3, 3,"), ('create_model("lenet", data.train.input_shape, 10)',
+                                                               'create_model("mlp", data.train.input_shape, 4)'),
+                     ("image_size=28, patch_size=7", "image_size=8, patch_size=4"), ("num_labels=10", "num_labels=4"),
+                     ('output_dir="runs/hf"', f'output_dir="{tmp_path}"')]:
+        code = code.replace(old, new)
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    feed = (namespace["selection"] if which == 0 else namespace["trainer"]).feed
+    assert feed.spent == feed.budget.total_examples == round(0.3 * 3 * len(small.train))
