@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from coreselect.data.examples import Examples
 from coreselect.errors import InvalidInputError
-from coreselect.strategies.protocol import Batch, Budget, Context, StepOutput, Strategy, budgeted
+from coreselect.models.features import PenultimateFeatures
+from coreselect.strategies.protocol import Batch, Budget, Context, NeedsFeatures, StepOutput, Strategy, budgeted
 
 
 class SelectedBatch:
@@ -81,6 +82,7 @@ class SelectionFeed:
         self.step = self.spent = 0
         self._batches: Iterator[Batch] | None = None
         self._pending: dict[str, Any] | None = None  # a state loaded before the loop started
+        self._features: PenultimateFeatures | None = None  # capturing the step's features (NeedsFeatures)
 
     @property
     def done(self) -> bool:
@@ -116,14 +118,20 @@ class SelectionFeed:
         if batch is None:
             raise InvalidInputError("the budget is spent: stop the loop when `done` (the callbacks do)")
         ticket.batch, ticket.data = batch, self.train[batch.indices]
+        if isinstance(self.strategy, NeedsFeatures):  # the loop's training forward passes through the hook
+            self._features = PenultimateFeatures(self.context.model).__enter__()
 
     def observe(self, ticket: SelectedBatch) -> None:
         """Hand the strategy the step's outputs (after the optimizer step) and count its examples."""
         assert self.context is not None and ticket.batch is not None
         if ticket.logits is None or ticket.losses is None:
             raise InvalidInputError("the training step did not report its outputs: return batch.loss(logits, losses)")
-        batch = ticket.batch
-        out = StepOutput(self.step, ticket.logits, ticket.losses)
+        batch, features = ticket.batch, None
+        if self._features is not None:
+            features = None if self._features.value is None else self._features.value.detach().float()
+            self._features.__exit__(None, None, None)
+            self._features = None
+        out = StepOutput(self.step, ticket.logits, ticket.losses, self.context.learning_rate, features)
         self.context.training_signals.record(batch.indices, out.logits, ticket.targets, out.losses, self.step)
         self.strategy.observe(batch, out)
         self.step += 1

@@ -1,11 +1,12 @@
 """Bayesian data selection (Deng, Cui, Zhu, NeurIPS 2023): online batch selection by the lower bound on the
 reduction of generalisation loss, with a last-layer KFAC Laplace posterior and a validation model.
 
-The KFAC factors are averaged from the training steps' own forward (penultimate features captured by a
-hook on the classifier head, which stays registered while the strategy lives); the candidates' logits and
-features come from the selection forward. The validation model is the model trained on the holdout split
-(its logits looked up by index, as the irreducible-loss model is) or a local CLIP-style zero-shot
-classifier (``validation=zero_shot``, ``zero_shot_path``). Before the first update, S = 1 with f_θ.
+The KFAC factors are averaged from the training steps' own forward (the strategy declares
+:class:`~coreselect.strategies.protocol.NeedsFeatures`: the loop hands each step's penultimate features in
+``StepOutput.features``); the candidates' logits and features come from the selection forward. The
+validation model is the model trained on the holdout split (its logits looked up by index, as the
+irreducible-loss model is) or a local CLIP-style zero-shot classifier (``validation=zero_shot``,
+``zero_shot_path``). Before the first update, S = 1 with f_θ.
 See :mod:`coreselect.signals.laplace` for the formulas.
 """
 
@@ -19,7 +20,6 @@ from torch import Tensor, nn
 
 from coreselect.distributed import local_only, world
 from coreselect.errors import InvalidInputError
-from coreselect.models.features import PenultimateFeatures
 from coreselect.models.zero_shot import load_zero_shot
 from coreselect.signals import forward_in_batches, logit_gradients
 from coreselect.signals.laplace import (
@@ -56,13 +56,13 @@ class BayesianParams(HoldoutParams):
 class BayesianSelection(HoldoutScored):
     name = "bayesian"
     params: BayesianParams
+    needs_step_features = True  # the KFAC factors average the training steps' own features (NeedsFeatures)
 
     def __init__(self, params: BayesianParams | None = None) -> None:
         super().__init__(params or BayesianParams())
         p = self.params
         self.factors = KfacFactors(p.kfac_momentum)
         self.zero_shot: nn.Module | None = None
-        self._features: PenultimateFeatures | None = None
 
     def setup(self, ctx: Context) -> None:
         super().setup(ctx)
@@ -72,7 +72,6 @@ class BayesianSelection(HoldoutScored):
                 raise InvalidInputError("validation=zero_shot needs zero_shot_path, the checkpoint folder")
             self.zero_shot = load_zero_shot(p.zero_shot_path, p.zero_shot_temperature, ctx.train.num_classes)
             self.zero_shot.to(ctx.device)
-        self._features = PenultimateFeatures(ctx.model).__enter__()
 
     def proxy_request(self) -> ProxyRequest | None:  # type: ignore[override]
         return super().proxy_request() if self.params.validation == "holdout" else None
@@ -116,11 +115,12 @@ class BayesianSelection(HoldoutScored):
 
     def observe(self, batch: Batch, out: StepOutput) -> None:
         super().observe(batch, out)
-        assert self._features is not None and self._features.value is not None
+        if out.features is None:
+            raise InvalidInputError("strategy 'bayesian' needs each step's penultimate features (StepOutput.features):"
+                                    " capture them with coreselect.PenultimateFeatures in your loop (the Trainer and "
+                                    "the integrations do)")
         targets = self.context.train.targets[batch.indices.to(self.context.train.device)]
-        # the training forward ran on this rank's part of the batch: gather the whole batch's features
-        features = world().gather_parts(self._features.value, len(batch))
-        self.factors.update(features, logit_gradients(out.logits, targets.to(out.logits.device)))
+        self.factors.update(out.features, logit_gradients(out.logits, targets.to(out.logits.device)))
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "factors": self.factors.state_dict()}

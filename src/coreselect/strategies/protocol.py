@@ -43,6 +43,8 @@ class StepOutput:
     step: int
     logits: Tensor
     losses: Tensor
+    learning_rate: float = 0.0  # the optimiser's learning rate at this step
+    features: Tensor | None = None  # the forward's penultimate features, for a strategy that declares NeedsFeatures
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,14 @@ class ReportsMetrics(Protocol):
     evaluation."""
 
     def metrics(self) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class NeedsFeatures(Protocol):
+    """A strategy that reads the penultimate features of each training step's forward (``StepOutput.features``,
+    the input of the model's last ``nn.Linear``); the loop captures them (the Trainer and the integrations do)."""
+
+    needs_step_features: bool
 
 
 @runtime_checkable

@@ -25,6 +25,7 @@ from coreselect.data.examples import Examples
 from coreselect.data.streamed import StreamedDataset
 from coreselect.distributed import world
 from coreselect.errors import NonFiniteLossError
+from coreselect.models.features import PenultimateFeatures
 from coreselect.notes import LOG
 from coreselect.seeding import derive_seed
 from coreselect.signals import per_example_losses
@@ -32,6 +33,7 @@ from coreselect.strategies.protocol import (
     Batch,
     Budget,
     Context,
+    NeedsFeatures,
     PlansBatches,
     ReportsMetrics,
     SelectionRound,
@@ -211,18 +213,23 @@ class Trainer:
     def _step(self, batch: Batch) -> StepOutput:
         s = self.state
         self._set_learning_rate()
-        if self.world.distributed:
-            logits, losses, loss = self._forward_distributed(batch)
-            value = float(batch.weighted_mean(losses))  # the whole batch's loss, the same on every rank
-        else:
-            self._read_ahead(batch)
-            x, y = self.train_data[batch.indices]
-            self.model.train()
-            with self._precision():
-                logits = self.network(self._augmented(x)).float()
-            losses = per_example_losses(logits, y)
-            loss = batch.weighted_mean(losses)
-            value = float(loss.detach())
+        needs_features = isinstance(self.strategy, NeedsFeatures)
+        with PenultimateFeatures(self.model) if needs_features else nullcontext() as captured:
+            if self.world.distributed:
+                logits, losses, loss = self._forward_distributed(batch)
+                value = float(batch.weighted_mean(losses))  # the whole batch's loss, the same on every rank
+            else:
+                self._read_ahead(batch)
+                x, y = self.train_data[batch.indices]
+                self.model.train()
+                with self._precision():
+                    logits = self.network(self._augmented(x)).float()
+                losses = per_example_losses(logits, y)
+                loss = batch.weighted_mean(losses)
+                value = float(loss.detach())
+        features = None
+        if captured is not None and captured.value is not None:  # this rank's part: gather the whole batch's
+            features = self.world.gather_parts(captured.value.detach().float(), len(batch))
         if not math.isfinite(value):  # every rank sees the same value: all stop together
             self._stop_on_non_finite(value)
         self.optimizer.zero_grad(set_to_none=True)
@@ -230,7 +237,8 @@ class Trainer:
         self.optimizer.step()
         s.loss_sum += value
         s.loss_count += 1
-        out = StepOutput(step=s.step, logits=logits.detach(), losses=losses.detach())
+        out = StepOutput(step=s.step, logits=logits.detach(), losses=losses.detach(),
+                         learning_rate=self.context.learning_rate, features=features)
         self.context.training_signals.record(batch.indices, out.logits, self.train_data.targets[batch.indices],
                                              out.losses, s.step)
         return out
