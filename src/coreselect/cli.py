@@ -252,15 +252,17 @@ def methods() -> None:
     from coreselect.data.catalog import DATASETS
     from coreselect.models.zoo import MODELS
     from coreselect.strategies import STRATEGIES
+    from coreselect.strategies.registry import capabilities
 
     rows = []
     for spec in STRATEGIES.values():
         fields = spec.params.model_fields
         params = ", ".join(f"{k}={f.default!r}" for k, f in fields.items()) or "—"
         signals = "training steps" if spec.reads_training_signals else "—"
-        rows.append([spec.name, spec.family, signals, params, spec.summary])
-    typer.echo(tabulate(rows, headers=["strategy", "family", "signal cache", "parameters", "what it does"],
-                        tablefmt="github"))
+        rows.append([spec.name, spec.family, signals, ", ".join(capabilities(spec.name)) or "—", params,
+                     spec.summary])
+    typer.echo(tabulate(rows, headers=["strategy", "family", "signal cache", "declares", "parameters",
+                                       "what it does"], tablefmt="github"))
     typer.echo(f"\nmodels: {', '.join(MODELS)}\ndatasets: {', '.join(DATASETS)}")
 
 

@@ -9,11 +9,10 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from coreselect.errors import InvalidInputError
 from coreselect.signals import forward_in_batches, logit_gradients
 from coreselect.strategies.epochs import Selection
 from coreselect.strategies.periodic import PeriodicParams, PeriodicSelection
-from coreselect.strategies.protocol import Context
+from coreselect.strategies.protocol import Context, check_validation
 from coreselect.strategies.registry import register
 
 
@@ -51,9 +50,10 @@ class Glister(PeriodicSelection):
         super().__init__()
         self.params = params or GlisterParams()
 
+    needs_validation_split = True  # the gradient it matches is the validation loss's (NeedsValidation)
+
     def setup(self, ctx: Context) -> None:
-        if ctx.val is None or len(ctx.val) == 0:
-            raise InvalidInputError("glister needs a validation split; pass --val-fraction 0.1 (or give Context.val)")
+        check_validation(self, ctx)
         super().setup(ctx)
 
     def reselect(self, k: int) -> Selection:

@@ -10,12 +10,11 @@ from pydantic import Field
 from torch import Tensor
 
 from coreselect.distributed import world
-from coreselect.errors import InvalidInputError
 from coreselect.matching import nonnegative_omp
 from coreselect.signals import forward_in_batches, last_layer_gradients, logit_gradients
 from coreselect.strategies.epochs import Selection
 from coreselect.strategies.periodic import PeriodicParams, PeriodicSelection
-from coreselect.strategies.protocol import Context
+from coreselect.strategies.protocol import Context, check_validation
 from coreselect.strategies.registry import register
 from coreselect.submodular import class_quotas, normalise_weights
 
@@ -48,9 +47,13 @@ class GradMatch(PeriodicSelection):
         super().__init__()
         self.params = params or GradMatchParams()
 
+    @property
+    def needs_validation_split(self) -> bool:
+        """With ``valid=true`` the target is the validation gradient (NeedsValidation)."""
+        return self.params.valid
+
     def setup(self, ctx: Context) -> None:
-        if self.params.valid and ctx.val is None:
-            raise InvalidInputError("gradmatch with valid=true needs a validation split; pass --val-fraction 0.1")
+        check_validation(self, ctx)
         super().setup(ctx)
 
     def _target(self, train_mean: Tensor, scale: int, classes: Tensor | None = None) -> Tensor:

@@ -175,6 +175,21 @@ class ReportsMetrics(Protocol):
 
 
 @runtime_checkable
+class NeedsValidation(Protocol):
+    """A strategy whose selection reads the validation split (``Context.val``)."""
+
+    @property
+    def needs_validation_split(self) -> bool: ...
+
+
+def check_validation(strategy: Strategy, ctx: Context) -> None:
+    """Refuse a context without the validation split ``strategy`` declares it reads, naming the fix."""
+    if isinstance(strategy, NeedsValidation) and strategy.needs_validation_split and not (ctx.val and len(ctx.val)):
+        raise InvalidInputError(f"{strategy.name} needs a validation split; pass --val-fraction 0.1 "
+                                "(or give Context.val)")
+
+
+@runtime_checkable
 class NeedsFeatures(Protocol):
     """A strategy that reads the penultimate features of each training step's forward (``StepOutput.features``,
     the input of the model's last ``nn.Linear``); the loop captures them (the Trainer and the integrations do)."""

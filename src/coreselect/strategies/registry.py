@@ -64,6 +64,22 @@ def validate_params(name: str, params: dict[str, Any] | None = None) -> BaseMode
     return validated(strategy_spec(name).params, params or {}, f"parameters for strategy {name!r}")
 
 
+def capabilities(name: str) -> list[str]:
+    """What strategy ``name`` (with default parameters) declares it needs or offers beyond the protocol."""
+    from coreselect.strategies.protocol import NeedsFeatures, NeedsValidation, PlansBatches, ReportsMetrics
+    from coreselect.strategies.proxy import NeedsProxy
+
+    strategy = create_strategy(name)
+    declared = {
+        "validation split": isinstance(strategy, NeedsValidation) and strategy.needs_validation_split,
+        "proxy run": isinstance(strategy, NeedsProxy) and strategy.proxy_request() is not None,
+        "step features": isinstance(strategy, NeedsFeatures),
+        "plans batches": isinstance(strategy, PlansBatches),
+        "reports metrics": isinstance(strategy, ReportsMetrics),
+    }
+    return [what for what, yes in declared.items() if yes]
+
+
 def create_strategy(name: str, **params: Any) -> Strategy:
     """Create the strategy registered as ``name`` with validated ``params``."""
     return strategy_spec(name).factory(validate_params(name, params))
