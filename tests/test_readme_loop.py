@@ -1,5 +1,5 @@
-"""The README's own-loop example, extracted and run: it spends exactly the budget with every strategy that needs
-nothing beyond the training data (no proxy run, validation split or holdout model)."""
+"""The README's loop examples, extracted and run: the own loop spends exactly the budget with every strategy (the
+proxy runs made by ``provide_proxy``, a holdout split for the strategies that need one)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from coreselect.strategies import STRATEGIES, create_strategy
 from coreselect.strategies.proxy import NeedsProxy
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-SELF_CONTAINED = [name for name, spec in STRATEGIES.items()
-                  if not isinstance(create_strategy(name), NeedsProxy) and name != "glister"]
+HOLDOUT = [name for name in STRATEGIES if isinstance(strategy := create_strategy(name), NeedsProxy)
+           and (request := strategy.proxy_request()) is not None and request.kind == "holdout"]
 
 
 def _own_loop_example() -> str:
@@ -23,14 +23,18 @@ def _own_loop_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-@pytest.mark.parametrize("name", SELF_CONTAINED)
-def test_readme_own_loop_spends_exactly_the_budget(name: str, npz_root: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_readme_own_loop_spends_exactly_the_budget(name: str, npz_root: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                   tmp_path: Path) -> None:
     code = _own_loop_example()
     assert 'create_strategy("random")' in code and 'create_model("lenet"' in code
     code = code.replace('create_strategy("random")', f'create_strategy("{name}")')
     code = code.replace('create_model("lenet", data.train.input_shape, 10)',
                         'create_model("mlp", data.train.input_shape, 4)')
-    code = code.replace("epochs=20", "epochs=3")
+    code = code.replace("epochs=20", "epochs=3").replace('"runs/proxies"', f'"{tmp_path}"')
+    if name in HOLDOUT:
+        assert "holdout_fraction=0.0" in code
+        code = code.replace("holdout_fraction=0.0", "holdout_fraction=0.5")
     small = load_dataset("npz", str(npz_root))
     monkeypatch.setattr(coreselect, "load_dataset", lambda *args, **kwargs: small)
     spent: list[int] = []
@@ -45,7 +49,7 @@ def test_readme_own_loop_spends_exactly_the_budget(name: str, npz_root: Path, mo
     namespace: dict = {}
     exec(compile(code, str(README), "exec"), namespace)
     budget = namespace["budget"]
-    assert sum(spent) == budget.total_examples == round(0.1 * 3 * len(small.train))
+    assert sum(spent) == budget.total_examples == round(0.1 * 3 * len(namespace["data"].train))
     assert namespace["ctx"].signals.steps_recorded == len(spent)  # the loop filled the cache every step
 
 

@@ -18,6 +18,7 @@ from coreselect.strategies import (
     create_strategy,
 )
 from coreselect.train import TrainConfig, Trainer
+from coreselect.train.proxies import provide_proxy
 
 __version__ = "0.1.0"
 
@@ -41,4 +42,5 @@ __all__ = [
     "create_strategy",
     "load_dataset",
     "prepare_splits",
+    "provide_proxy",
 ]

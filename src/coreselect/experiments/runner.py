@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -12,19 +11,19 @@ import torch
 
 from coreselect.data.catalog import DataSplits, load_dataset, prepare_splits
 from coreselect.distributed import rank_device, world
-from coreselect.errors import CoreselectError, InvalidInputError, UnknownNameError
+from coreselect.errors import CoreselectError
 from coreselect.experiments.config import RunConfig
 from coreselect.experiments.store import ResultStore, StoredRun
-from coreselect.models.zoo import MODELS, check_model_fits, create_model
+from coreselect.models.zoo import check_model_fits, create_model
 from coreselect.seeding import derive_seed
-from coreselect.strategies.proxy import NeedsProxy, ProxyRecord, ProxyRequest
+from coreselect.strategies.proxy import NeedsProxy, ProxyRequest
 from coreselect.strategies.registry import STRATEGIES, create_strategy
 from coreselect.train.callbacks import Callback
 from coreselect.train.checkpoint import remove_checkpoint
 from coreselect.train.forgetting import ForgettingEvents
 from coreselect.train.gradient_error import GradientError
 from coreselect.train.noisy_share import NoisyShare
-from coreselect.train.proxies import run_proxy
+from coreselect.train.proxies import provide_proxy, resolved
 from coreselect.train.trainer import Trainer
 
 
@@ -55,33 +54,13 @@ def proxy_request(config: RunConfig) -> ProxyRequest | None:
     """The proxy runs ``config``'s strategy scores with, architecture and epochs resolved; None if none."""
     strategy = create_strategy(config.strategy, **config.params)
     request = strategy.proxy_request() if isinstance(strategy, NeedsProxy) else None
-    if request is None:
-        return None
-    return dataclasses.replace(request, model=request.model or config.model,
-                               epochs=request.epochs or config.train.epochs)
+    return None if request is None else resolved(request, config.model, config.train.epochs)
 
 
 def proxy_folder(store: ResultStore, config: RunConfig, request: ProxyRequest) -> Path:
     """Where the proxy runs of ``request`` (resolved) for ``config``'s setting and seed are cached."""
     key = json.dumps([config.setting_key, config.seed, request.identity()], sort_keys=True)
     return store.path.parent / f"{store.path.name}.proxies" / hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _proxy_record(request: ProxyRequest, config: RunConfig, splits: DataSplits, store: ResultStore,
-                  device: torch.device, remake: bool = False) -> ProxyRecord:
-    """The proxy runs a static strategy scores with, made once per setting and seed and cached beside the store."""
-    if request.needs_validation and splits.val is None:
-        raise InvalidInputError(f"{config.strategy} records validation losses: hold out a validation split "
-                                "(--val-fraction 0.1)")
-    if request.kind == "holdout" and splits.holdout is None:
-        raise InvalidInputError(f"{config.strategy} trains a model on a holdout split: pass --holdout 0.5")
-    model_name = request.model or config.model
-    if model_name not in MODELS:
-        raise UnknownNameError("proxy model", model_name, MODELS)
-    recipe = config.train.model_copy(update={"budget": 1.0})
-    return run_proxy(request, lambda: create_model(model_name, splits.train.input_shape, splits.train.num_classes),
-                     splits.train, splits.val, folder=proxy_folder(store, config, request), seed=config.seed,
-                     config=recipe, device=device, holdout=splits.holdout, remake=remake)
 
 
 def run_experiment(
@@ -117,8 +96,10 @@ def run_experiment(
     strategy = create_strategy(config.strategy, **config.params)
     request = proxy_request(config)
     if request is not None:
-        assert isinstance(strategy, NeedsProxy)
-        strategy.provide(_proxy_record(request, config, splits, store, resolve_device(device), remake=rerun))
+        provide_proxy(strategy, splits, lambda: create_model(config.model, splits.train.input_shape,
+                                                             splits.train.num_classes),
+                      folder=proxy_folder(store, config, request), config=config.train, model_name=config.model,
+                      seed=config.seed, device=resolve_device(device), remake=rerun)
     path = checkpoint_path(store, config)
     all_callbacks = list(callbacks)
     if gradient_error_sample is not None:

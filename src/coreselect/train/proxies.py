@@ -16,6 +16,7 @@ rank trains, rank 0 writes the record.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -29,12 +30,16 @@ import torch
 from filelock import FileLock
 from torch import nn
 
+from coreselect.data.catalog import DataSplits
 from coreselect.data.examples import Examples
 from coreselect.distributed import world
+from coreselect.errors import InvalidInputError, UnknownNameError
+from coreselect.models.zoo import MODELS, create_model
 from coreselect.notes import LOG
 from coreselect.seeding import derive_seed
 from coreselect.signals import forward_in_batches, last_layer_gradient_norms, logit_gradients
-from coreselect.strategies.proxy import ProxyRecord, ProxyRequest
+from coreselect.strategies.protocol import Strategy
+from coreselect.strategies.proxy import NeedsProxy, ProxyRecord, ProxyRequest
 from coreselect.strategies.registry import create_strategy
 from coreselect.train.checkpoint import CorruptFileError, load_tensors, save_tensors
 from coreselect.train.config import TrainConfig
@@ -48,6 +53,39 @@ def _train(model: nn.Module, train: Examples, config: TrainConfig, *, val: Examp
     probe = val if val is not None else train.subset(torch.arange(min(len(train), 256)))  # evaluated once, unused
     Trainer(model, create_strategy("full"), train, probe, config, val=val, seed=seed,
             device=device, callbacks=callbacks, progress_bar=False).fit()
+
+
+def resolved(request: ProxyRequest, model_name: str | None, epochs: int) -> ProxyRequest:
+    """``request`` with the run's architecture (``model_name``) and ``epochs`` where it names none."""
+    return dataclasses.replace(request, model=request.model or model_name, epochs=request.epochs or epochs)
+
+
+def provide_proxy(strategy: Strategy, data: DataSplits, make_model: Callable[[], nn.Module], *,
+                  folder: str | Path, config: TrainConfig, model_name: str | None = None, seed: int = 0,
+                  device: str | torch.device = "cpu", remake: bool = False) -> None:
+    """Make (or read from ``folder``) the proxy runs ``strategy`` scores with and hand it their record; nothing
+    when it needs none. ``make_model`` builds a fresh model of the run's own architecture (``model_name``, if it
+    has one in the zoo); a request naming another architecture gets that one from the zoo. ``config`` is the run's
+    training recipe (the proxy trains on full data, for the request's epochs or the recipe's)."""
+    request = strategy.proxy_request() if isinstance(strategy, NeedsProxy) else None
+    if request is None:
+        return
+    name = strategy.name
+    if request.needs_validation and data.val is None:
+        raise InvalidInputError(f"{name} records validation losses: hold out a validation split "
+                                "(--val-fraction 0.1; prepare_splits(..., val_fraction=0.1))")
+    if request.kind == "holdout" and data.holdout is None:
+        raise InvalidInputError(f"{name} trains a model on a holdout split: pass --holdout 0.5 "
+                                "(prepare_splits(..., holdout_fraction=0.5))")
+    if request.model is not None and request.model != model_name:
+        if request.model not in MODELS:
+            raise UnknownNameError("proxy model", request.model, MODELS)
+        transfer = request.model
+        make_model = lambda: create_model(transfer, data.train.input_shape, data.train.num_classes)  # noqa: E731
+    recipe = config.model_copy(update={"budget": 1.0})
+    strategy.provide(run_proxy(resolved(request, model_name, recipe.epochs), make_model, data.train, data.val,
+                               folder=folder, seed=seed, config=recipe, device=device, holdout=data.holdout,
+                               remake=remake))
 
 
 def run_proxy(request: ProxyRequest, make_model: Callable[[], nn.Module], train: Examples,
