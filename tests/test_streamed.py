@@ -192,3 +192,28 @@ def test_workers_read_a_planned_pass_ahead_and_a_selection_gather_in_between_dro
     data.read_ahead(plan[1:])
     assert torch.equal(view[torch.tensor([2, 0])][0], torch.from_numpy(images.x[[30, 10]]))
     assert not data.expects(plan[1])
+
+
+def test_the_cli_trains_an_image_folder_read_by_workers_with_augmentation_in_bf16(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 12)):
+        for c, cls in enumerate(("dark", "light")):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 120, (16, 16, 3)) + 120 * c
+                Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+    command = [sys.executable, "-m", "coreselect", "train", "--dataset", "imagefolder", "--data-root", str(tmp_path),
+               "--augment", "crop-flip", "--workers", "2", "--precision", "bf16", "--strategy", "crest",
+               "--budget", "0.3", "--epochs", "1", "--model", "cnn", "--batch-size", "8", "--eval-points", "1",
+               "--store", str(tmp_path / "runs.db"), "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = ResultStore(tmp_path / "runs.db").runs()[0]
+    assert run.status == "done" and run.examples == round(0.3 * 80)
+    assert run.config.train.augment == "crop-flip" and run.config.train.precision == "bf16"
+    assert run.config.workers == 2
