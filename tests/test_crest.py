@@ -227,3 +227,33 @@ def test_crest_with_step_checks_resumes_its_exact_stream(params: dict) -> None:
         assert torch.equal(x.indices, y.indices) and torch.equal(x.weights, y.weights)
         for s, batch in ((strategy, x), (resumed, y)):
             s.observe(batch, StepOutput(0, torch.zeros(len(batch), 4), torch.ones(len(batch))))
+
+
+def test_fit_batches_fits_the_quadratic_on_drawn_batches_of_the_coreset() -> None:
+    ctx = _context()
+    strategy = create_strategy("crest", random_subset_size=0.1, num_coresets=4, fit_batches=1, beta1=0.0,
+                               beta2=0.0, hessian_eps=0.0)
+    strategy.setup(ctx)
+    start = ctx.model.state_dict()
+    next(strategy.batches())  # the first region: 4 coreset batches, the model fitted on one of them
+    assert len(strategy.coreset) == 4 * 16
+    m, model = 16, ctx.model
+    candidates = []
+    for first in range(0, len(strategy.coreset), m):  # each batch's weighted loss gradient, by autograd
+        model.load_state_dict(start)
+        model.train()
+        idx = strategy.coreset[first:first + m]
+        x, y = ctx.train[idx]
+        loss = (F.cross_entropy(model(x), y, reduction="none") * strategy.weights[first:first + m]).mean()
+        grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
+        candidates.append((float(loss.detach()), torch.cat([g.reshape(-1) for g in grads])))
+    fitted = strategy.quadratic
+    matches = [i for i, (loss, grad) in enumerate(candidates)
+               if math.isclose(fitted.base_loss, loss, rel_tol=1e-5) and torch.allclose(fitted.grad, grad,
+                                                                                        atol=1e-6)]
+    assert len(matches) == 1  # exactly one drawn batch, not the mean of all four
+    full = create_strategy("crest", random_subset_size=0.1, num_coresets=4, beta1=0.0, beta2=0.0, hessian_eps=0.0)
+    full.setup(_context())
+    next(full.batches())
+    mean_gradient = torch.stack([g for _, g in candidates]).mean(0)
+    assert torch.allclose(full.quadratic.grad, mean_gradient, atol=1e-6)  # default: all batches

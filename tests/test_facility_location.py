@@ -188,3 +188,59 @@ def test_last_layer_ground_set_matches_materialised_gradients(bias: bool) -> Non
     assert closed_form.objective == pytest.approx(materialised.objective, rel=1e-9)
     bounded = facility_location(LastLayerGradients(e, h, bias=bias), 9, max_kernel_bytes=90 * 4 * 4)
     assert bounded.indices.tolist() == materialised.indices.tolist()
+
+
+def _is_greedy(similarity: torch.Tensor, picks: list[int]) -> bool:
+    """Whether each pick has the largest gain of the remaining candidates (float64, up to float32 rounding)."""
+    s = similarity.double()
+    covered = torch.zeros(s.shape[0], dtype=torch.float64)
+    tolerance = 1e-5 * float(s.sum(0).max())
+    for t, pick in enumerate(picks):
+        gains = (s - covered[:, None]).clamp(min=0).sum(0)
+        gains[picks[:t]] = -math.inf
+        if gains[pick] < gains.max() - tolerance:
+            return False
+        covered = torch.maximum(covered, s[:, pick])
+    return True
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batched_greedy_is_the_greedy_of_each_problem(seed: int) -> None:
+    from coreselect.submodular.greedy import batched_greedy
+    from coreselect.submodular.kernel import DenseKernel, dense_similarity
+
+    g = torch.Generator().manual_seed(seed)
+    sizes = [int(s) for s in torch.randint(1, 40, (7,), generator=g)]
+    ks = [int(torch.randint(0, s + 1, (1,), generator=g)) for s in sizes]
+    dims = 3 if seed % 2 else 12
+    grounds = [torch.randn(s, dims, generator=g) for s in sizes]
+    if seed == 5:  # duplicated points: exact ties between gains and between assignments
+        grounds = [torch.cat([x, x])[: len(x)] if len(x) > 1 else x for x in grounds]
+    padded = torch.zeros(7, max(sizes), max(sizes))
+    for b, x in enumerate(grounds):
+        padded[b, : len(x), : len(x)] = dense_similarity(x)
+    for b, result in enumerate(batched_greedy(padded, sizes, ks)):
+        similarity = dense_similarity(grounds[b])
+        assert _is_greedy(similarity, result.indices.tolist())
+        alone = greedy_facility_location(DenseKernel(similarity, symmetric=True), ks[b])
+        assert math.isclose(result.objective, alone.objective, rel_tol=1e-5)
+        if result.indices.tolist() == alone.indices.tolist():  # the usual case: then the clusters agree too
+            assert result.assignment.tolist() == alone.assignment.tolist()
+        nearest = similarity[:, result.indices].max(1).values if ks[b] else None
+        if nearest is not None:  # every element is assigned to one of its most similar picks
+            assert torch.equal(similarity[torch.arange(sizes[b]), result.indices[result.assignment]], nearest)
+            assert result.weights.tolist() == torch.bincount(result.assignment, minlength=ks[b]).float().tolist()
+
+
+def test_small_classes_take_the_batched_path_with_the_per_class_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    module = importlib.import_module("coreselect.submodular.facility_location")  # the package shadows the name
+
+    g = torch.Generator().manual_seed(1)
+    x, labels = torch.randn(300, 10, generator=g), torch.randint(0, 6, (300,), generator=g)
+    batched = per_class_facility_location(x, labels, 40)
+    monkeypatch.setattr(module, "BATCHED_MAX_CLASS", 0)  # one lazy greedy per class
+    alone = per_class_facility_location(x, labels, 40)
+    assert math.isclose(batched.objective, alone.objective, rel_tol=1e-5)
+    assert sorted(batched.indices.tolist()) == sorted(alone.indices.tolist())

@@ -67,6 +67,8 @@ class CrestParams(SubsetParams):
                                                     "region's random subsets; steps: the training steps' own "
                                                     "weighted losses since the last check, no forward")
     grow_interval: bool = Field(False, description="double T₁ each time the quadratic model holds")
+    fit_batches: int | None = Field(None, ge=1, description="fit the quadratic model on this many of the region's "
+                                    "mini-batches, drawn at random (default: all of them, as the official code)")
     full_set_check: bool = Field(False, description="official: forward the whole training set at each check")
     uniform_first_epoch: bool = Field(False, description="official: one epoch of uniform batches first")
 
@@ -228,7 +230,11 @@ class Crest(SeededStrategy):
         grad_sum = [torch.zeros_like(q) for q in params]
         hess_sum = [torch.zeros_like(q) for q in params]
         loss_sum, norms = 0.0, []
-        for start in range(0, len(points), m):
+        starts = list(range(0, len(points), m))
+        if p.fit_batches is not None and p.fit_batches < len(starts):  # a random few: the same mean, noisier
+            drawn = torch.randperm(len(starts), generator=self.generator)[: p.fit_batches].sort().values
+            starts = [starts[i] for i in drawn.tolist()]
+        for start in starts:
             idx = points[start : start + m]
             x, y = ctx.train[idx]
             loss = (per_example_losses(model(x), y) * point_weights[start : start + m].to(x.device)).mean()
@@ -249,7 +255,7 @@ class Crest(SeededStrategy):
         with torch.no_grad():
             for k, v in model.named_buffers():
                 v.copy_(buffers[k])
-        total = len(points)
+        total = sum(len(points[start : start + m]) for start in starts)
         base = loss_sum / total if base_loss is None else base_loss
         self.quadratic = QuadraticModel(base, _flat(grad_sum) / total, _flat(hess_sum) / total,
                                         _flat([q.detach() for q in params]).clone())

@@ -165,3 +165,47 @@ def _lazy_step(
             best_gain, best_pick = gain, candidates[position]
         elif gain == best_gain:
             best_pick = torch.minimum(best_pick, candidates[fresh == gain].min())
+
+
+def batched_greedy(similarities: Tensor, sizes: list[int], ks: list[int]) -> list[GreedyResult]:
+    """Exact greedy facility location on many small dense problems at once: problem b is the leading
+    ``sizes[b]`` × ``sizes[b]`` block of ``similarities[b]`` (s_ij: ground element i, candidate j; padded beyond),
+    of which it selects ``ks[b]``. Every gain is evaluated at every step (``naive``), all problems together, so a
+    step costs a few tensor operations whatever the number of problems. Gains are sums of the increments
+    max(s_ij − covered_i, 0), so picks may differ from :func:`greedy_facility_location`'s only between gains
+    equal to float rounding; exact ties go to the lowest index, as there. Made for the many per-class problems
+    of mini-batch coresets."""
+    batch, n = similarities.shape[0], similarities.shape[1]
+    if len(sizes) != batch or len(ks) != batch or any(not 0 <= k <= s for k, s in zip(ks, sizes, strict=True)):
+        raise InvalidInputError(f"batched greedy: {batch} problems, sizes {sizes}, selections {ks}")
+    device, dtype = similarities.device, similarities.dtype
+    ground = torch.arange(n, device=device)[None, :] < torch.tensor(sizes, device=device)[:, None]  # (B, n)
+    by_candidate = similarities.transpose(1, 2) * ground[:, None, :]  # (B, j, i): padded ground rows count 0
+    covered = torch.zeros(batch, n, dtype=dtype, device=device)
+    open_ = ground.clone()  # candidates still selectable
+    wanted = torch.tensor(ks, device=device)
+    picks = torch.zeros(batch, max(ks, default=0), dtype=torch.long, device=device)
+    gains = torch.zeros(batch, max(ks, default=0), dtype=dtype, device=device)
+    rows = torch.arange(batch, device=device)
+    for step in range(max(ks, default=0)):
+        fresh = (by_candidate - covered[:, None, :]).clamp_(min=0).sum(2)  # increments: no cancellation
+        fresh = fresh.masked_fill(~open_, -math.inf)
+        gain, pick = fresh.max(1)  # the first maximum: the lowest index on ties
+        active = step < wanted
+        pick = torch.where(active, pick, 0)
+        picks[:, step], gains[:, step] = pick, torch.where(active, gain, 0)
+        chosen = by_candidate[rows, pick]  # (B, n)
+        covered = torch.where(active[:, None], torch.maximum(covered, chosen), covered)
+        open_[rows[active], pick[active]] = False
+    results = []
+    for b, (size, k) in enumerate(zip(sizes, ks, strict=True)):
+        indices = picks[b, :k]
+        if k == 0:
+            empty = torch.zeros(0, dtype=dtype, device=device)
+            results.append(GreedyResult(indices, empty, empty, 0.0, torch.full((size,), -1, dtype=torch.long,
+                                                                                device=device)))
+            continue
+        assignment = similarities[b, :size][:, indices].max(1).indices  # the earliest pick on exact ties
+        results.append(GreedyResult(indices, gains[b, :k], torch.bincount(assignment, minlength=k).to(dtype),
+                                    float(covered[b, :size].sum()), assignment))
+    return results
