@@ -8,12 +8,12 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from coreselect.data.labels import check_labels, class_names, corrupted
+from coreselect.data.labels import Labelled, check_labels, class_names
 from coreselect.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
-class InMemoryDataset:
+class InMemoryDataset(Labelled):
     """Inputs and integer labels held as tensors; ``ds[idx]`` gathers a whole batch at once.
 
     ``clean_targets`` holds the labels before any injected noise, so that ``noise_mask`` (and the noisy
@@ -62,14 +62,6 @@ class InMemoryDataset:
     @property
     def device(self) -> torch.device:
         return self.inputs.device
-
-    @property
-    def noise_mask(self) -> Tensor:
-        """True where the label was corrupted (all False when no noise was injected)."""
-        return corrupted(self.targets, self.clean_targets)
-
-    def class_counts(self) -> Tensor:
-        return torch.bincount(self.targets.cpu(), minlength=self.num_classes)
 
     def subset(self, indices: Tensor) -> InMemoryDataset:
         """The examples at ``indices``, in that order."""

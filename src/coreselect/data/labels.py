@@ -30,6 +30,20 @@ def class_names(classes: tuple[str, ...], num_classes: int) -> tuple[str, ...]:
     return classes
 
 
-def corrupted(targets: Tensor, clean_targets: Tensor | None) -> Tensor:
-    """True where the label differs from the clean one (all False when no noise was injected)."""
-    return torch.zeros_like(targets, dtype=torch.bool) if clean_targets is None else targets != clean_targets
+class Labelled:
+    """What labelled datasets derive from their labels (``targets``, ``clean_targets``, ``num_classes``)."""
+
+    targets: Tensor
+    clean_targets: Tensor | None
+    num_classes: int
+
+    @property
+    def noise_mask(self) -> Tensor:
+        """True where the label was corrupted (all False when no noise was injected)."""
+        if self.clean_targets is None:
+            return torch.zeros_like(self.targets, dtype=torch.bool)
+        return self.targets != self.clean_targets
+
+    def class_counts(self) -> Tensor:
+        """Training examples of each class."""
+        return torch.bincount(self.targets.cpu(), minlength=self.num_classes)

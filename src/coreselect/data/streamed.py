@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from coreselect.data.dataset import InMemoryDataset
-from coreselect.data.labels import check_labels, class_names, corrupted
+from coreselect.data.labels import Labelled, check_labels, class_names
 from coreselect.errors import InvalidInputError
 
 CHUNK = 256  # items per loader request when a gather or a forward is split among workers
@@ -100,7 +100,7 @@ def _as_labels(labels: Tensor, n: int | None = None) -> Tensor:
 
 
 @dataclass(frozen=True)
-class StreamedDataset:
+class StreamedDataset(Labelled):
     """A map-style Dataset of ``(input, label)`` as the library's training or test data (see the module docstring).
 
     ``rows`` selects and orders the dataset's items (a view: ``subset`` makes one without reading inputs);
@@ -201,14 +201,6 @@ class StreamedDataset:
     def input_shape(self) -> tuple[int, ...]:
         first = self._items(torch.zeros(1, dtype=torch.long))[0] if len(self) else 0
         return tuple(torch.as_tensor(np.asarray(self.dataset[first][0])).shape)
-
-    @property
-    def noise_mask(self) -> Tensor:
-        """True where the label was corrupted (all False when no noise was injected)."""
-        return corrupted(self.targets, self.clean_targets)
-
-    def class_counts(self) -> Tensor:
-        return torch.bincount(self.targets.cpu(), minlength=self.num_classes)
 
     def subset(self, indices: Tensor) -> StreamedDataset:
         """The examples at ``indices``, in that order (no input is read)."""
