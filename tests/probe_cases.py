@@ -2,9 +2,9 @@
 
 Each case prepares files in a folder and returns the ``coreselect`` arguments to run there, the exit code
 expected (2: a one-line error naming the problem and the fix; 0: handled, possibly with a warning) and the
-words the message must hold. ``tests/test_bad_input.py`` runs them in-process; ``benchmarks/bad_input_probe.py``
-runs them as a user would (subprocesses, with a time limit) and counts clear errors, handled cases,
-tracebacks, silent wrong results and hangs.
+words the message must hold. ``tests/test_bad_input.py`` runs each as a user would (a fresh process, as many at
+a time as there are cores) and checks its outcome; ``benchmarks/bad_input_probe.py`` runs them with a time limit
+and counts clear errors, handled cases, tracebacks, silent wrong results and hangs.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -27,18 +28,35 @@ def run_case(case: Case, folder: Path, timeout: float = 240) -> subprocess.Compl
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=folder, env=env)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_case_ends_cleanly(case: Case, tmp_path: Path) -> None:
-    if case.as_nobody and os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv: no unprivileged user to test permissions with")
-        tmp_path = Path(tempfile.mkdtemp(prefix="coreselect-probe-"))  # pytest's folders are root's alone
-        tmp_path.chmod(0o777)
+def _outcome(case: Case) -> subprocess.CompletedProcess | None:
+    """``case`` run in a folder of its own (world-writable when it runs as ``nobody``); None if it cannot be."""
+    unprivileged = case.as_nobody and os.geteuid() == 0
+    if unprivileged and shutil.which("setpriv") is None:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="coreselect-probe-"))
+    if unprivileged:
+        folder.chmod(0o777)
     try:
-        done = run_case(case, tmp_path)
+        return run_case(case, folder)
     finally:
-        if case.as_nobody and os.geteuid() == 0:
-            shutil.rmtree(tmp_path, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def outcomes(request: pytest.FixtureRequest) -> dict[str, subprocess.CompletedProcess | None]:
+    """Every selected case run as a user would, as many at a time as there are cores (each is its own process)."""
+    selected = {item.callspec.params["case"].name for item in request.session.items
+                if getattr(item, "originalname", None) == "test_case_ends_cleanly"}
+    cases = [c for c in CASES if c.name in selected]
+    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as pool:
+        return dict(zip([c.name for c in cases], pool.map(_outcome, cases), strict=True))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case_ends_cleanly(case: Case, outcomes: dict[str, subprocess.CompletedProcess | None]) -> None:
+    done = outcomes[case.name]
+    if done is None:
+        pytest.skip("running as root without setpriv: no unprivileged user to test permissions with")
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == case.exit_code, done.stderr
     lines = [line for line in done.stderr.strip().splitlines() if line]
