@@ -65,17 +65,37 @@ def test_expected_weighted_gradient_is_the_full_data_gradient(form: str) -> None
     gradients = torch.randn(n, 5, generator=g, dtype=torch.float64)  # any per-example gradients
     full = gradients.sum(0)
     draws = 20000
-    hard = int((scores >= scores.mean()).sum())
+    size = 25  # budgeted: fewer than the at-or-above-mean examples and half the below-mean ones
     estimates = torch.empty(draws, 5, dtype=torch.float64)
     for i in range(draws):
-        selection = prune(scores, 0.5, g) if form == "official" else prune_to_budget(scores, hard + 7, g)
+        selection = prune(scores, 0.5, g) if form == "official" else prune_to_budget(scores, size, 0.5, g)
         estimates[i] = (selection.weights.double()[:, None] * gradients[selection.indices]).sum(0)
+        if form == "budgeted":
+            assert len(selection.indices) == size and len(set(selection.indices.tolist())) == size
+    # the official form estimates the full sum; the budgeted one, with mean-1 weights, size/n of it
+    expected = full if form == "official" else full * size / n
     standard_error = estimates.std(0) / math.sqrt(draws)
-    assert ((estimates.mean(0) - full).abs() < 4 * standard_error).all()
+    assert ((estimates.mean(0) - expected).abs() < 4 * standard_error).all()
     # without the rescaling the estimate is biased by far more than the Monte-Carlo error
-    kept = estimates.new_tensor(0.5 if form == "official" else 7 / int((scores < scores.mean()).sum()))
-    unweighted = gradients[scores >= scores.mean()].sum(0) + kept * gradients[scores < scores.mean()].sum(0)
-    assert ((unweighted - full).abs() > 10 * standard_error).any()
+    hard, well = scores >= scores.mean(), scores < scores.mean()
+    if form == "official":
+        unweighted = gradients[hard].sum(0) + 0.5 * gradients[well].sum(0)
+    else:
+        share = size / (int(hard.sum()) + 0.5 * int(well.sum()))
+        unweighted = share * gradients[hard].sum(0) + 0.5 * share * gradients[well].sum(0)
+    assert ((unweighted - expected).abs() > 10 * standard_error).any()
+
+
+def test_budgeted_weights_stay_within_the_official_rescale_whatever_the_budget() -> None:
+    g = torch.Generator().manual_seed(1)
+    scores = torch.rand(1000, generator=g) ** 4  # few examples above the mean
+    hard = int((scores >= scores.mean()).sum())
+    for size in (10, hard - 5, hard + 3, hard + 20, 400, 1000):
+        selection = prune_to_budget(scores, size, 0.5, g)
+        assert len(selection.indices) == size and math.isclose(float(selection.weights.mean()), 1.0, rel_tol=1e-5)
+        counts = torch.unique(selection.weights, return_counts=True)[1]
+        rounding = 1 + 2 / int(counts.min())  # the kept counts are whole numbers
+        assert float(selection.weights.max() / selection.weights.min()) <= 2.0 * rounding
 
 
 def test_infobatch_forwards_nothing_for_selection_and_the_budgeted_form_spends_exactly_its_budget(

@@ -5,8 +5,10 @@ Each pass over the data, at the start: the score of an example is the loss of it
 whole set, D = {H < H̄} the well-learned examples. Official form: every example with H ≥ H̄ (weight 1) and a
 uniform ⌊(1 − r)·|D|⌋ of D (keep ratio 1 − r clamped to ≥ 0.1), their losses rescaled by |D| / kept (the
 official 1/(1 − r), made exact for the floor, so that the expected weighted gradient sum is the full set's).
-Budgeted form (``budgeted=true``): exactly the budget's b·n examples per compressed epoch: all of H ≥ H̄ if they
-fit (else a uniform b·n of them, weight 1), the rest drawn uniformly from D with weight |D| / drawn.
+Budgeted form (``budgeted=true``): exactly the budget's b·n examples per compressed epoch, a uniform share q of
+H ≥ H̄ and (1 − r)·q of D (q as large as the budget allows), each weighted by its set's size over the kept count
+and normalised to mean 1: D weighs at most 1/(1 − r) times H, as in the official form (weighting D by |D| / drawn
+after keeping all of H put weights of 35 on a few examples at b = 0.3, and the run diverged).
 Annealing: once a share δ of the budget is spent, passes are uniform and unweighted (official form: the whole
 set; budgeted form: a uniform b·n). No selection forward at all.
 """
@@ -23,6 +25,7 @@ from coreselect.errors import InvalidInputError
 from coreselect.strategies.epochs import EpochStrategy, Selection
 from coreselect.strategies.protocol import Batch, StepOutput
 from coreselect.strategies.registry import StrategyParams, register
+from coreselect.submodular import normalise_weights
 
 
 class InfoBatchParams(StrategyParams):
@@ -45,17 +48,24 @@ def prune(scores: Tensor, keep_ratio: float, generator: torch.Generator) -> Sele
     return Selection(torch.cat([hard, chosen]), weights)
 
 
-def prune_to_budget(scores: Tensor, size: int, generator: torch.Generator) -> Selection:
-    """The budgeted pass: exactly ``size`` examples, the at-or-above-mean ones first (a uniform ``size`` of them
-    if they are more), the rest uniform from the below-mean set D weighted |D| / drawn."""
+def prune_to_budget(scores: Tensor, size: int, keep_ratio: float, generator: torch.Generator) -> Selection:
+    """The budgeted pass: exactly ``size`` examples, a uniform share q of the at-or-above-mean set H and a uniform
+    share ``keep_ratio``·q of the below-mean set D (q as large as the budget allows, at most 1; D then gets the
+    rest), each kept example weighted by its set's size over the kept count, weights normalised to mean 1.
+
+    The expected weighted gradient is the full set's mean gradient, D's weight is at most 1/keep_ratio times H's
+    (the official rescale), and no weight grows without bound when the budget leaves little room for D."""
     well = torch.nonzero(scores < scores.mean()).squeeze(1)
     hard = torch.nonzero(scores >= scores.mean()).squeeze(1)
-    if len(hard) >= size:
-        return Selection(hard[torch.randperm(len(hard), generator=generator)[:size]], torch.ones(size))
-    drawn = size - len(hard)
-    chosen = well[torch.randperm(len(well), generator=generator)[:drawn]]
-    weights = torch.cat([torch.ones(len(hard)), torch.full((drawn,), len(well) / drawn)])
-    return Selection(torch.cat([hard, chosen]), weights)
+    share = min(1.0, size / max(len(hard) + keep_ratio * len(well), 1e-12))
+    kept_hard = min(len(hard), size, round(share * len(hard)))
+    kept_well = min(len(well), size - kept_hard)
+    kept_hard = size - kept_well  # rounding: the budget is spent exactly
+    chosen = [part[torch.randperm(len(part), generator=generator)[:kept]]
+              for part, kept in ((hard, kept_hard), (well, kept_well))]
+    weights = torch.cat([torch.full((kept_hard,), len(hard) / max(kept_hard, 1)),
+                         torch.full((kept_well,), len(well) / max(kept_well, 1))])
+    return Selection(torch.cat(chosen), normalise_weights(weights))
 
 
 @register("infobatch", family="adaptive", params=InfoBatchParams, reads_training_signals=True,
@@ -86,7 +96,7 @@ class InfoBatch(EpochStrategy):
             order = torch.randperm(n, generator=self.generator)
             selection = Selection(order[:size] if p.budgeted else order)
         elif p.budgeted:
-            selection = prune_to_budget(self.scores(), size, self.generator)
+            selection = prune_to_budget(self.scores(), size, max(1.0 - p.prune_ratio, 0.1), self.generator)
         else:
             selection = prune(self.scores(), max(1.0 - p.prune_ratio, 0.1), self.generator)
         ctx.log.record(selection.indices, selection.weights)
