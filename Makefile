@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM := /usr/bin/chromium
 JOBS ?= 2
 
-.PHONY: demo test lint bench bench-crest bench-noise bench-online bench-static bench-clock bench-distributed setup dataset browser
+.PHONY: demo test lint bench bench-crest bench-noise bench-online bench-static bench-clock bench-data bench-distributed setup dataset browser
 
 setup: dataset $(STAMP)
 
@@ -65,6 +65,10 @@ bench-static: setup  # the static-coreset size sweep and transfer table (about 1
 
 bench-clock: setup  # InfoBatch, CREST, stable and online selection against random's frontier, budgets 0.1-0.5, clean and 30% noise, 3 seeds (many hours on 2 cores)
 	$(BIN)/python benchmarks/clock_goals.py
+
+bench-data: setup  # the DataLoader path against in-memory tensors, and 4 GiB of .npy trained in bounded memory (about 1 h on 2 cores)
+	$(BIN)/python benchmarks/streamed_data.py
+	$(BIN)/python benchmarks/larger_than_memory.py
 
 bench-distributed: setup  # selection wall-clock, 1 vs 2 processes (gloo), 8 strategies (about 10 min on 2 cores)
 	$(BIN)/python benchmarks/distributed_selection.py
