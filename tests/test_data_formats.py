@@ -122,7 +122,9 @@ def test_image_folder(tmp_path: Path) -> None:
                 arr = rng.integers(0, 256, (5, 4, 3), dtype=np.uint8)
                 Image.fromarray(arr).save(tmp_path / split / cls / f"{i}.png")
                 pixels[(split, cls, i)] = arr
-    splits = load_dataset("imagefolder", tmp_path)
+    lazy = load_dataset("imagefolder", tmp_path)  # decoded when read
+    splits = lazy.in_memory()  # every image read once into tensors
+    assert torch.equal(lazy.test[torch.arange(6)][0], splits.test.inputs)
     assert splits.train.classes == ("cat", "dog") and splits.train.input_shape == (3, 5, 4)
     assert splits.train.targets.tolist() == [0, 0, 0, 1, 1, 1]
     train_x = np.stack([pixels[("train", c, i)] for c in ("cat", "dog") for i in range(3)]).transpose(0, 3, 1, 2)

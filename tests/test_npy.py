@@ -32,7 +32,8 @@ def test_rows_are_the_arrays_standardised_with_the_training_statistics(tmp_path:
     x, y = _write(tmp_path, dtype)
     splits = load_dataset("npy", str(tmp_path))
     scaled = x.astype(np.float64) / (255.0 if dtype == np.uint8 else 1.0)
-    mean, std = scaled[:240].mean(axis=(0, 2, 3), keepdims=True), scaled[:240].std(axis=(0, 2, 3), keepdims=True)
+    train = scaled[:240]
+    mean, std = train.mean(axis=(0, 2, 3), keepdims=True), train.std(axis=(0, 2, 3), ddof=1, keepdims=True)
     expected = torch.from_numpy(((scaled - mean) / std).astype(np.float32))
     rows = torch.tensor([5, 0, 239, 17])
     got, labels = splits.train[rows]

@@ -194,19 +194,37 @@ def test_workers_read_a_planned_pass_ahead_and_a_selection_gather_in_between_dro
     assert not data.expects(plan[1])
 
 
-def test_the_cli_trains_an_image_folder_read_by_workers_with_augmentation_in_bf16(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
+def _image_folder(root: Path) -> Path:
+    """Two classes of 16×16 colour images, 40 training and 12 test images each."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 40), ("test", 12)):
         for c, cls in enumerate(("dark", "light")):
-            (tmp_path / split / cls).mkdir(parents=True)
+            (root / split / cls).mkdir(parents=True)
             for i in range(n):
                 pixels = rng.integers(0, 120, (16, 16, 3)) + 120 * c
-                Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+                Image.fromarray(pixels.astype(np.uint8)).save(root / split / cls / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("name", ["crest", "train-loss"])
+def test_an_image_folder_decoded_when_read_gives_the_run_it_gives_in_memory(tmp_path: Path, name: str) -> None:
+    root = _image_folder(tmp_path / "images")
+    stores = [ResultStore(tmp_path / f"{w}.db") for w in ("memory", "workers")]
+    for store, workers in zip(stores, (None, 2), strict=True):
+        config = RunConfig.create(dataset="imagefolder", data_root=str(root), model="cnn", strategy=name,
+                                  workers=workers, train={"epochs": 2, "budget": 0.5, "batch_size": 8,
+                                                          "eval_points": 2, "augment": "crop-flip"})
+        run_experiment(config, store, progress_bar=False)
+    _same_run(*stores, config.run_id)
+
+
+def test_the_cli_trains_an_image_folder_read_by_workers_with_augmentation_in_bf16(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    _image_folder(tmp_path)
     command = [sys.executable, "-m", "coreselect", "train", "--dataset", "imagefolder", "--data-root", str(tmp_path),
                "--augment", "crop-flip", "--workers", "2", "--precision", "bf16", "--strategy", "crest",
                "--budget", "0.3", "--epochs", "1", "--model", "cnn", "--batch-size", "8", "--eval-points", "1",

@@ -15,6 +15,7 @@ from coreselect.data import formats
 from coreselect.data.corruption import add_label_noise, long_tailed_indices
 from coreselect.data.dataset import InMemoryDataset
 from coreselect.data.examples import Examples
+from coreselect.data.image_folder import ImageFolderRows
 from coreselect.data.npy import NpyRows
 from coreselect.data.splits import stratified_split
 from coreselect.data.streamed import StreamedDataset
@@ -23,6 +24,7 @@ from coreselect.notes import LOG
 from coreselect.seeding import derive_seed
 
 DATA_ENV = "CORESELECT_DATA"
+IN_MEMORY_BYTES = 2 << 30  # data read on demand is held in memory when its float32 inputs fit in this
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -49,6 +51,21 @@ class DataSplits:
         train, test = stream(self.train), stream(self.test)
         assert train is not None and test is not None
         return replace(self, train=train, test=test, val=stream(self.val), holdout=stream(self.holdout))
+
+    def in_memory(self, limit_bytes: int = IN_MEMORY_BYTES) -> DataSplits:
+        """Every split read on demand whose float32 inputs fit in ``limit_bytes`` read once into tensors (the same
+        values; larger ones stay on demand)."""
+        def held(part: Examples | None) -> Examples | None:
+            if not isinstance(part, StreamedDataset):
+                return part
+            if len(part) * int(np.prod(part.input_shape)) * 4 > limit_bytes:
+                return part
+            inputs = torch.cat(list(part.chunks(1024))) if len(part) else torch.zeros(0, *part.input_shape)
+            return InMemoryDataset(inputs, part.targets, part.num_classes, part.classes, part.clean_targets)
+
+        train, test = held(self.train), held(self.test)
+        assert train is not None and test is not None
+        return replace(self, train=train, test=test, val=held(self.val), holdout=held(self.holdout))
 
     def to(self, device: torch.device | str) -> DataSplits:
         val = None if self.val is None else self.val.to(device)
@@ -110,22 +127,12 @@ def _npz(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, ...]]:
     return (train[0], train[1]), (test[0], test[1]), classes
 
 
-def _image_folder(root: str | Path | None) -> tuple[Arrays, Arrays, tuple[str, ...]]:
-    place = _require(root, "images", "image folder (<root>/train/<class>/*, <root>/test/<class>/*)")
-    x_train, y_train, classes = formats.load_image_folder(place / "train")
-    x_test, y_test, test_classes = formats.load_image_folder(place / "test")
-    if test_classes != classes:
-        raise InvalidInputError(f"{place}: train classes {classes} differ from test classes {test_classes}")
-    return (x_train, y_train), (x_test, y_test), classes
-
-
 IN_MEMORY: dict[str, Callable[[str | Path | None], tuple[Arrays, Arrays, tuple[str, ...]]]] = {
     "fashion-mnist": _fashion_mnist,
     "idx": _idx,
     "cifar10": _cifar("cifar-10-batches-py", 10),
     "cifar100": _cifar("cifar-100-python", 100),
     "npz": _npz,
-    "imagefolder": _image_folder,
 }
 
 
@@ -146,7 +153,24 @@ def _npy(root: str | Path | None, num_classes: int | None) -> DataSplits:
                       test=StreamedDataset.wrap(test, count, classes=classes))
 
 
-ON_DEMAND: dict[str, Callable[[str | Path | None, int | None], DataSplits]] = {"npy": _npy}
+def _image_folder(root: str | Path | None, num_classes: int | None) -> DataSplits:
+    """``<root>/train/<class>/*`` and ``<root>/test/<class>/*``, decoded when read (:class:`ImageFolderRows`)."""
+    place = _require(root, "images", "image folder (<root>/train/<class>/*, <root>/test/<class>/*)")
+    train = ImageFolderRows(place / "train")
+    test = ImageFolderRows(place / "test", mean=train.mean, std=train.std, mode=train.mode)
+    if test.classes != train.classes:
+        raise InvalidInputError(f"{place}: train classes {train.classes} differ from test classes {test.classes}")
+    if test.row_shape != train.row_shape:
+        raise InvalidInputError(f"imagefolder: train images {train.row_shape} and test images {test.row_shape} "
+                                "differ in size; resize them to one size")
+    count = _class_count("imagefolder", train.classes, num_classes)
+    _warn_empty_classes("imagefolder", train.targets.numpy(), count, train.classes)
+    return DataSplits("imagefolder", train=StreamedDataset.wrap(train, count, classes=train.classes),
+                      test=StreamedDataset.wrap(test, count, classes=train.classes))
+
+
+ON_DEMAND: dict[str, Callable[[str | Path | None, int | None], DataSplits]] = {"npy": _npy,
+                                                                               "imagefolder": _image_folder}
 DATASETS = [*IN_MEMORY, *ON_DEMAND]  # every dataset name
 
 
@@ -191,6 +215,14 @@ def _check_arrays(name: str, split: str, x: np.ndarray, y: np.ndarray, num_class
                                 f"0..{num_classes - 1}; fix the labels or pass the right --num-classes")
 
 
+def _warn_empty_classes(name: str, y_train: np.ndarray, count: int, classes: tuple[str, ...]) -> None:
+    empty = np.flatnonzero(np.bincount(y_train, minlength=count) == 0)
+    if len(empty):
+        names = classes or tuple(str(c) for c in range(count))
+        LOG.warning("%s: class(es) %s have no training examples; the model can never learn them",
+                    name, ", ".join(names[c] for c in empty[:10]))
+
+
 def load_dataset(name: str, root: str | Path | None = None, num_classes: int | None = None) -> DataSplits:
     """Load a named dataset as standardised float tensors (train statistics) with train and test parts.
 
@@ -207,11 +239,7 @@ def load_dataset(name: str, root: str | Path | None = None, num_classes: int | N
     _check_arrays(name, "test", x_test, y_test, count)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise InvalidInputError(f"{name}: train inputs {x_train.shape[1:]} and test inputs {x_test.shape[1:]} differ")
-    empty = np.flatnonzero(np.bincount(y_train, minlength=count) == 0)
-    if len(empty):
-        names = classes or tuple(str(c) for c in range(count))
-        LOG.warning("%s: class(es) %s have no training examples; the model can never learn them",
-                    name, ", ".join(names[c] for c in empty[:10]))
+    _warn_empty_classes(name, y_train, count, classes)
     standardise = _standardiser(x_train)
 
     def make(x: np.ndarray, y: np.ndarray) -> InMemoryDataset:

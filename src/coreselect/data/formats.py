@@ -143,11 +143,8 @@ def _open_image(path: Path) -> Image.Image:
     return image
 
 
-def load_image_folder(directory: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Images laid out as ``directory/<class name>/<image>``; classes sorted by name.
-
-    All images must have the same size; greyscale unless any image has colour.
-    """
+def list_image_folder(directory: str | Path) -> tuple[list[Path], list[int], tuple[str, ...]]:
+    """The image files under ``directory/<class name>/``, their class indices, and the class names (sorted)."""
     directory = Path(directory)
     class_dirs = sorted(p for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else []
     if not class_dirs:
@@ -160,11 +157,37 @@ def load_image_folder(directory: str | Path) -> tuple[np.ndarray, np.ndarray, tu
                 labels.append(label)
     if not files:
         raise DatasetNotFoundError(f"{directory} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    images = [_open_image(f) for f in files]
-    mode = "L" if all(im.mode in ("L", "1", "I;16") for im in images) else "RGB"
-    arrays = [np.asarray(im.convert(mode)) for im in images]
+    return files, labels, tuple(p.name for p in class_dirs)
+
+
+def image_mode(files: list[Path]) -> str:
+    """``L`` when every image is greyscale, else ``RGB`` (read from the files' headers, nothing decoded)."""
+    from PIL import Image
+
+    def mode(path: Path) -> str:
+        try:
+            with Image.open(path) as image:
+                return image.mode
+        except (OSError, SyntaxError, ValueError) as err:
+            raise InvalidInputError(f"{path} is not a readable image ({err}); remove or replace it") from err
+
+    return "L" if all(mode(f) in ("L", "1", "I;16") for f in files) else "RGB"
+
+
+def decode_image(path: Path, mode: str) -> np.ndarray:
+    """The image at ``path`` in ``mode``, channels first (C, H, W), as stored (uint8)."""
+    return _channels_first(np.asarray(_open_image(path).convert(mode))[None], str(path))[0]
+
+
+def load_image_folder(directory: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Images laid out as ``directory/<class name>/<image>``, decoded at once; classes sorted by name.
+
+    All images must have the same size; greyscale unless any image has colour.
+    """
+    files, labels, classes = list_image_folder(directory)
+    mode = image_mode(files)
+    arrays = [decode_image(f, mode) for f in files]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise InvalidInputError(f"{directory}: images differ in size {sorted(shapes)}; resize them to one size")
-    x = _channels_first(np.stack(arrays), str(directory))
-    return x, np.asarray(labels, dtype=np.int64), tuple(p.name for p in class_dirs)
+    return np.stack(arrays), np.asarray(labels, dtype=np.int64), classes

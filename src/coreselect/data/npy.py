@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from coreselect.data.statistics import channel_statistics
 from coreselect.errors import DatasetNotFoundError, InvalidInputError
 
 BLOCK_BYTES = 64 << 20  # the statistics pass reads this much at a time
@@ -86,19 +87,8 @@ class NpyRows(Dataset):
     def statistics(self) -> tuple[Tensor, Tensor]:
         """Per-channel (axis 1) mean and standard deviation of the scaled inputs, in one streaming pass."""
         per_block = max(1, BLOCK_BYTES // max(self.row_bytes, 1))
-        channels = self.row_shape[0] if self.row_shape else 1
-        total, squares, count = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels,
-                                                                                        dtype=torch.float64), 0
-        for start in range(0, len(self), per_block):
-            block = torch.from_numpy(self.rows(start, start + per_block).astype(np.float64) / self.scale)
-            block = block.reshape(len(block), channels, -1).transpose(0, 1).reshape(channels, -1)
-            total += block.sum(1)
-            squares += (block * block).sum(1)
-            count += block.shape[1]
-        mean = total / max(count, 1)
-        std = (squares / max(count, 1) - mean * mean).clamp_min(0).sqrt().clamp_min(1e-8)
-        view = (channels, *[1] * (len(self.row_shape) - 1))
-        return mean.float().reshape(view), std.float().reshape(view)
+        blocks = (self.rows(start, start + per_block) for start in range(0, len(self), per_block))
+        return channel_statistics(blocks, self.scale)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         row = torch.from_numpy(self.rows(index, index + 1)[0].astype(np.float32))

@@ -44,7 +44,8 @@ class RunConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="CPU threads the run computes with (results depend on it); "
                                 "None: the cores the process may use, fixed when the run starts")
     workers: int | None = Field(None, ge=0, description="read the data on demand through a DataLoader with this "
-                                "many worker processes (0: the main process); None: hold it in memory as tensors")
+                                "many worker processes (0: the main process); None: held in memory as tensors when "
+                                "it fits in 2 GiB (read on demand in the main process otherwise)")
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @classmethod

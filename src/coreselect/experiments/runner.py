@@ -47,7 +47,7 @@ def load_splits(config: RunConfig) -> DataSplits:
         holdout_fraction=config.holdout_fraction,
         seed=config.seed,
     )
-    return splits if config.workers is None else splits.streamed(config.workers)
+    return splits.in_memory() if config.workers is None else splits.streamed(config.workers)
 
 
 def proxy_request(config: RunConfig) -> ProxyRequest | None:
