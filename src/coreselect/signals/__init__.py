@@ -9,6 +9,7 @@ from coreselect.signals.gradients import (
     logit_gradients,
     pairwise_sq_distances,
     per_example_losses,
+    weighted,
 )
 from coreselect.signals.hessian import gradient_and_hessian_diagonal, rademacher_like
 from coreselect.signals.training import TrainingSignals
@@ -28,5 +29,6 @@ __all__ = [
     "per_example_losses",
     "rademacher_like",
     "trajectory_correlation",
+    "weighted",
     "zscore",
 ]

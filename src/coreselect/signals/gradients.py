@@ -19,6 +19,12 @@ def per_example_losses(logits: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(logits, targets, reduction="none")
 
 
+def weighted(losses: Tensor, weights: Tensor | None) -> Tensor:
+    """Per-example ``losses`` times their ``weights`` (None: all 1): the one place a selection's weights meet
+    the loss."""
+    return losses if weights is None else losses * weights.to(losses.device)
+
+
 def logit_gradients(logits: Tensor, targets: Tensor) -> Tensor:
     """∂CE/∂z = softmax(z) − onehot(y) for each example, shape (n, C)."""
     low_precision = logits.dtype in (torch.float16, torch.bfloat16)

@@ -237,7 +237,7 @@ class Crest(SeededStrategy):
         for start in starts:
             idx = points[start : start + m]
             x, y = ctx.train[idx]
-            loss = (per_example_losses(model(x), y) * point_weights[start : start + m].to(x.device)).mean()
+            loss = Batch(idx, point_weights[start : start + m]).weighted_mean(per_example_losses(model(x), y))
             grads, diag = gradient_and_hessian_diagonal(loss, params, generator=self.generator)
             self.ema_count += 1
             bias1, bias2 = 1 - p.beta1 ** self.ema_count, 1 - p.beta2 ** self.ema_count

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from coreselect.data.examples import Examples
 from coreselect.errors import InvalidInputError
+from coreselect.signals.gradients import weighted
 from coreselect.signals.training import TrainingSignals
 
 
@@ -27,7 +28,7 @@ class Batch:
 
     def weighted_mean(self, losses: Tensor) -> Tensor:
         """The batch loss: per-example ``losses`` weighted by the batch's weights, averaged."""
-        return losses.mean() if self.weights is None else (losses * self.weights.to(losses.device)).mean()
+        return weighted(losses, self.weights).mean()
 
     def head(self, n: int) -> Batch:
         """The first ``n`` examples of the batch (the whole batch if it has no more)."""

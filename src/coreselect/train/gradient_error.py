@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from coreselect.data.examples import Examples
-from coreselect.signals import per_example_losses
+from coreselect.signals import per_example_losses, weighted
 from coreselect.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -33,9 +33,8 @@ def mean_gradient(model: nn.Module, data: Examples, indices: Tensor, weights: Te
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             x, y = data[chunk]
-            losses = per_example_losses(model(x), y)
-            if weights is not None:
-                losses = losses * weights[start : start + batch_size].to(losses.device)
+            losses = weighted(per_example_losses(model(x), y),
+                              None if weights is None else weights[start : start + batch_size])
             for acc, g in zip(total, torch.autograd.grad(losses.sum() / len(indices), params), strict=True):
                 acc += g
     finally:

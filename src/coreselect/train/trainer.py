@@ -28,7 +28,7 @@ from coreselect.errors import NonFiniteLossError
 from coreselect.models.features import PenultimateFeatures
 from coreselect.notes import LOG
 from coreselect.seeding import derive_seed
-from coreselect.signals import per_example_losses
+from coreselect.signals import per_example_losses, weighted
 from coreselect.strategies.protocol import (
     Batch,
     Budget,
@@ -254,8 +254,7 @@ class Trainer:
         with self._precision():
             local_logits = self.network(self._augmented(x)).float()
         local_losses = per_example_losses(local_logits, y)
-        weighted = local_losses if part.weights is None else local_losses * part.weights.to(local_losses.device)
-        loss = weighted.sum() * (self.world.size / len(batch))
+        loss = weighted(local_losses, part.weights).sum() * (self.world.size / len(batch))
         logits = self.world.gather_parts(local_logits, len(batch))
         losses = self.world.gather_parts(local_losses, len(batch))
         return logits, losses, loss
