@@ -15,7 +15,7 @@ from coreselect.data import InMemoryDataset, StreamedDataset
 from coreselect.errors import InvalidInputError
 from coreselect.experiments import ResultStore, RunConfig, run_experiment
 from coreselect.models import create_model
-from coreselect.strategies import STRATEGIES, create_strategy
+from coreselect.strategies import STRATEGIES, Budget, Context, StepOutput, create_strategy
 from coreselect.train import TrainConfig, Trainer
 from coreselect.train.augment import crop_flip
 
@@ -50,7 +50,7 @@ def test_every_strategy_selects_on_a_streamed_dataset_what_it_selects_in_memory(
         _same_run(memory, streamed, config.run_id)
 
 
-@pytest.mark.parametrize("name", ["crest", "rho-loss", "random"])
+@pytest.mark.parametrize("name", ["crest", "rho-loss", "random", "train-loss"])
 def test_dataloader_workers_give_the_same_run(npz_root: Path, tmp_path: Path, name: str) -> None:
     memory, workers = ResultStore(tmp_path / "memory.db"), ResultStore(tmp_path / "workers.db")
     config = _config(name, npz_root, None, augment="crop-flip")
@@ -235,3 +235,39 @@ def test_the_cli_trains_an_image_folder_read_by_workers_with_augmentation_in_bf1
     assert run.status == "done" and run.examples == round(0.3 * 80)
     assert run.config.train.augment == "crop-flip" and run.config.train.precision == "bf16"
     assert run.config.workers == 2
+
+
+def test_a_gather_within_the_last_one_reads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    images = _Images(64)
+    data = StreamedDataset.of(InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), 3))
+    candidates = torch.tensor([9, 40, 3, 17, 22, 5])
+    data[candidates]
+    view = data.subset(torch.arange(64).flip(0))  # another view of the same rows shares what was read
+    monkeypatch.setattr(StreamedDataset, "_load", lambda *_: pytest.fail("read again"))
+    assert data.holds(torch.tensor([17, 9])) and not data.holds(torch.tensor([17, 8]))
+    assert torch.equal(data[torch.tensor([17, 9])][0], torch.from_numpy(images.x[[17, 9]]))
+    assert torch.equal(view[torch.tensor([63 - 40])][0], torch.from_numpy(images.x[[40]]))
+
+
+@pytest.mark.parametrize("name", ["train-loss", "crest", "random"])
+def test_planned_batches_are_the_gathers_the_strategy_makes_next(name: str) -> None:
+    images = _Images(200)
+    data = InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), 3)
+    strategy = create_strategy(name)
+    strategy.setup(Context(model=create_model("mlp", (1, 8, 8), 3), train=data, budget=Budget(0.5, 4, 200, 8)))
+    gathered: list[Tensor] = []
+    original = InMemoryDataset.__getitem__
+    stream = strategy.batches()
+    batch = next(stream)
+    plan = strategy.planned()
+    assert plan
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(InMemoryDataset, "__getitem__", lambda self, idx: (gathered.append(torch.as_tensor(idx)),
+                                                                          original(self, idx))[1])
+        for _ in range(min(3, len(plan))):
+            out = StepOutput(0, torch.zeros(len(batch), 3), torch.ones(len(batch)))
+            strategy.observe(batch, out)
+            batch = next(stream)
+            if name != "train-loss":
+                gathered.append(batch.indices)  # the trainer gathers the batch itself
+    assert [g.tolist() for g in gathered[: len(plan)]] == [p.tolist() for p in plan[: len(gathered)]]

@@ -23,6 +23,7 @@ from coreselect.data.labels import Labelled, check_labels, class_names
 from coreselect.errors import InvalidInputError
 
 CHUNK = 256  # items per loader request when a gather or a forward is split among workers
+RECENT_BYTES = 64 << 20  # a gather this large or smaller is kept until the next one (a subset of it is not re-read)
 
 
 class _Requests:
@@ -64,6 +65,28 @@ class _Pool:
         assert self.stream is not None and self.ahead
         self.ahead.popleft()
         return next(self.stream)
+
+
+class _Recent:
+    """The last gather (dataset rows and their inputs), when small enough to keep."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, int] = {}
+        self.inputs = torch.empty(0)
+
+    def keep(self, items: list[int], inputs: Tensor) -> None:
+        small = inputs.numel() * inputs.element_size() <= RECENT_BYTES
+        self.rows = {item: position for position, item in enumerate(items)} if small else {}
+        self.inputs = inputs if self.rows else torch.empty(0)
+
+    def positions(self, items: list[int]) -> Tensor | None:
+        """Where ``items`` lie in the last gather, or None if any does not."""
+        if not self.rows or not items:
+            return None
+        try:
+            return torch.tensor([self.rows[item] for item in items], dtype=torch.long)
+        except KeyError:
+            return None
 
 
 def _collate(items: list[Any]) -> tuple[Tensor, Tensor]:
@@ -144,7 +167,7 @@ class StreamedDataset(Labelled):
         return int(self.targets.shape[0])
 
     def __getstate__(self) -> dict[str, Any]:  # the worker pool stays with the process that made it
-        return {k: v for k, v in self.__dict__.items() if k != "_workers"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_workers", "_last")}
 
     # -- reading -----------------------------------------------------------------------------------
     def _items(self, indices: Tensor) -> list[int]:
@@ -178,17 +201,38 @@ class StreamedDataset(Labelled):
         if self.workers > 0 and batches:
             self._pool().read_ahead([self._items(b) for b in batches])
 
+    def _recent(self) -> _Recent:
+        recent = self.__dict__.get("_last")
+        if recent is None:
+            recent = _Recent()
+            object.__setattr__(self, "_last", recent)
+        return recent
+
+    def holds(self, indices: Tensor) -> bool:
+        """Whether every example at ``indices`` was in the last gather (a gather of them reads nothing)."""
+        return self._recent().positions(self._items(indices)) is not None
+
+    @property
+    def reading_ahead(self) -> bool:
+        """Whether the workers hold a plan of batches not yet gathered."""
+        return self.workers > 0 and bool(self._pool().ahead)
+
     def __getitem__(self, indices: Tensor | Sequence[int]) -> tuple[Tensor, Tensor]:
         """The inputs and labels at ``indices`` (labels as held: noisy labels stay noisy)."""
         indices = torch.as_tensor(indices, dtype=torch.long).cpu()
+        labels = self.targets[indices.to(self.targets.device)]
+        items, recent = self._items(indices), self._recent()
+        if (positions := recent.positions(items)) is not None:
+            return recent.inputs[positions.to(recent.inputs.device)].to(self.device), labels
         if self.expects(indices):
             x, _ = self._pool().next_ahead()
-            return x.to(self.device, non_blocking=True), self.targets[indices.to(self.targets.device)]
-        items = self._items(indices)
-        size = max(1, -(-len(items) // max(self.workers, 1))) if self.workers else len(items)
-        parts = [x for x, _ in self._load([items[i:i + size] for i in range(0, len(items), size)])]
-        x = torch.cat(parts) if parts else torch.empty(0, *self.input_shape, device=self.device)
-        return x, self.targets[indices.to(self.targets.device)]
+        else:
+            size = max(1, -(-len(items) // max(self.workers, 1))) if self.workers else len(items)
+            parts = [x for x, _ in self._load([items[i:i + size] for i in range(0, len(items), size)])]
+            x = torch.cat(parts) if parts else torch.empty(0, *self.input_shape)
+        x = x.to(self.device, non_blocking=True)
+        recent.keep(items, x)
+        return x, labels
 
     def chunks(self, batch_size: int, indices: Tensor | None = None) -> Iterator[Tensor]:
         """The inputs at ``indices`` (default: all, in order), ``batch_size`` at a time, read ahead by the workers."""
@@ -225,6 +269,7 @@ class StreamedDataset(Labelled):
     def _derive(self, **changes: Any) -> StreamedDataset:
         """A copy with ``changes`` that shares this one's worker pool (the same dataset is read)."""
         copy = replace(self, **changes)
-        if "_workers" in self.__dict__:
-            object.__setattr__(copy, "_workers", self.__dict__["_workers"])
+        for shared in ("_workers", "_last"):
+            if shared in self.__dict__:
+                object.__setattr__(copy, shared, self.__dict__[shared])
         return copy

@@ -177,6 +177,13 @@ class Crest(SeededStrategy):
                 self.seconds["check"] += time.perf_counter() - start
             yield Batch(self.coreset[positions], self.weights[positions])
 
+    def planned(self) -> list[Tensor]:
+        """The rest of the region's shuffled coreset batches (PlansBatches; a new region drops them)."""
+        if self.step < self.reset_step or len(self.coreset) == 0:
+            return []
+        m = self.context.batch_size
+        return [self.coreset[self.order[c : c + m]] for c in range(self.cursor, len(self.order), m)]
+
     def observe(self, batch: Batch, out: StepOutput) -> None:
         self.step += 1
         if self._prediction is not None:  # check_with=steps: the step's weighted loss, computed anyway

@@ -70,6 +70,14 @@ class OnlineSelection(SeededStrategy):
         self.cursor += size
         return chosen
 
+    def planned(self) -> list[Tensor]:
+        """The candidate sets of the rest of the shuffled pass, which the next steps will gather (PlansBatches;
+        none when some candidates are scored from the signal cache and only the others gathered)."""
+        if self.params.reuse_within or self.ctx is None:
+            return []
+        size = self.candidate_count
+        return [self.order[c : c + size] for c in range(self.cursor, len(self.order) - size + 1, size)]
+
     def batches(self) -> Iterator[Batch]:
         while True:
             indices, weights = self.choose(self.candidates())

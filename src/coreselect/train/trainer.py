@@ -262,9 +262,15 @@ class Trainer:
     def _read_ahead(self, batch: Batch) -> None:
         """With data read on demand by workers and a strategy that plans its batches: have the workers read this
         batch and the planned ones ahead, so that reading overlaps training."""
-        if isinstance(self.train_data, StreamedDataset) and isinstance(self.strategy, PlansBatches) \
-                and not self.train_data.expects(batch.indices):
-            self.train_data.read_ahead([batch.indices, *self.strategy.planned()])
+        data = self.train_data
+        if not isinstance(data, StreamedDataset) or not isinstance(self.strategy, PlansBatches) or \
+                data.workers == 0 or data.expects(batch.indices):
+            return
+        held = data.holds(batch.indices)  # chosen from the candidates just gathered (online strategies)
+        if held and data.reading_ahead:
+            return
+        plan = self.strategy.planned()
+        data.read_ahead(plan if held else [batch.indices, *plan])
 
     def _augmented(self, inputs: Tensor) -> Tensor:
         """The training step's inputs, augmented from a stream of the step (and the rank, under DDP): nothing to
