@@ -19,7 +19,7 @@ def channel_statistics(blocks: Iterable[np.ndarray], scale: float = 1.0) -> tupl
         if len(block) == 0:
             continue
         row_ndim = block.ndim - 1
-        values = torch.from_numpy(np.ascontiguousarray(block)).to(torch.float64) / scale
+        values = torch.from_numpy(np.array(block, dtype=np.float64)) / scale  # a writable float64 copy
         values = values.reshape(len(values), values.shape[1] if values.ndim > 1 else 1, -1).transpose(0, 1)
         values = values.reshape(values.shape[0], -1)
         block_total, block_squares = values.sum(1), (values * values).sum(1)
