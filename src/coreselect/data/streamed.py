@@ -224,7 +224,7 @@ class StreamedDataset(Labelled):
         items, recent = self._items(indices), self._recent()
         if (positions := recent.positions(items)) is not None:
             return recent.inputs[positions.to(recent.inputs.device)].to(self.device), labels
-        if self.expects(indices):
+        if self.workers > 0 and self._pool().expects(items):  # the rows are already listed: no second lookup
             x, _ = self._pool().next_ahead()
         else:
             size = max(1, -(-len(items) // max(self.workers, 1))) if self.workers else len(items)
