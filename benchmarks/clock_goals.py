@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from coreselect.experiments.frontier import FRONTIER_METHODS, frontiers, setting_id
-from coreselect.experiments.report import MethodSummary, setting_label, summarise_store
 from coreselect.experiments.store import ResultStore
+from coreselect.report.frontier import FRONTIER_METHODS, frontiers, setting_id
+from coreselect.report.tables import MethodSummary, setting_label, summarise_store
 from preset_script import preset_parser, run_preset_from
 
 LOSSLESS_POINTS, LOSSLESS_COST = 0.003, 0.3

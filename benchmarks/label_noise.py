@@ -19,7 +19,7 @@ import torch
 
 from coreselect.data import load_dataset, prepare_splits
 from coreselect.experiments import ResultStore
-from coreselect.experiments.report import report
+from coreselect.report.tables import report
 from coreselect.train.gradient_error import RELATIVE
 from preset_script import preset_parser, run_preset_from
 

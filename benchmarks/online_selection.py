@@ -18,7 +18,7 @@ import statistics
 from tabulate import tabulate
 
 from coreselect.experiments import ResultStore
-from coreselect.experiments.report import report, setting_label, time_to_target_table
+from coreselect.report.tables import report, setting_label, time_to_target_table
 from preset_script import preset_parser, run_preset_from
 
 

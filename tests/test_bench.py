@@ -19,7 +19,7 @@ import pytest
 from coreselect.errors import InvalidInputError, UnknownNameError
 from coreselect.experiments import ResultStore, RunConfig
 from coreselect.experiments.grid import expand, load_bench_file, load_preset, preset_names, run_grid
-from coreselect.experiments.report_page import write_report
+from coreselect.report.page import write_report
 from test_cli import assert_one_line_error, cli
 
 

@@ -73,8 +73,8 @@ def test_check_fires_when_the_loss_surface_changes_and_not_otherwise() -> None:
     strategy = create_strategy("crest", approx_with_coreset=False, random_subset_size=0.1)
     strategy.setup(ctx)
     next(strategy.batches())  # the first region: subsets, coresets, quadratic model at the current weights
-    assert strategy.updates == 1
-    assert strategy.predicted_loss() == pytest.approx(strategy.quadratic.base_loss)
+    assert strategy.state.updates == 1
+    assert strategy.predicted_loss() == pytest.approx(strategy.state.quadratic.base_loss)
     assert not strategy._model_failed()  # nothing moved: F(0) is the subsets' loss itself
     with torch.no_grad():
         ctx.model.fc.weight.mul_(8.0)  # a different loss surface
@@ -89,17 +89,17 @@ def test_anchor_is_the_checked_loss_itself(check_size: int | None) -> None:
     next(strategy.batches())  # F is fitted on the weighted coresets in train mode ...
     ctx.model.eval()
     with torch.no_grad():  # ... but anchored on the unweighted eval-mode loss of the points the check uses
-        x, y = ctx.train[strategy.checked]
+        x, y = ctx.train[strategy.state.checked]
         checked_loss = float(F.cross_entropy(ctx.model(x), y))
-    assert len(strategy.checked) == (check_size or len(strategy.subsets))
-    assert set(strategy.checked.tolist()) <= set(strategy.subsets.tolist())
+    assert len(strategy.state.checked) == (check_size or len(strategy.state.subsets))
+    assert set(strategy.state.checked.tolist()) <= set(strategy.state.subsets.tolist())
     assert strategy.predicted_loss() == pytest.approx(checked_loss, rel=1e-5)
     official = create_strategy("crest", random_subset_size=0.1)
     official.setup(ctx := _context())
     next(official.batches())
     with torch.no_grad():  # the official anchor: the weighted loss of the coresets (no BatchNorm here)
-        x, y = ctx.train[official.coreset]
-        coreset_loss = float((F.cross_entropy(ctx.model(x), y, reduction="none") * official.weights).mean())
+        x, y = ctx.train[official.state.coreset]
+        coreset_loss = float((F.cross_entropy(ctx.model(x), y, reduction="none") * official.state.weights).mean())
     assert official.predicted_loss() == pytest.approx(coreset_loss, rel=1e-5)
 
 
@@ -110,13 +110,13 @@ def test_new_region_after_a_failed_check() -> None:
     stream = strategy.batches()
     batch = next(stream)
     assert len(batch) == 16 and batch.weights is not None
-    assert len(strategy.coreset) == 5 * 16  # P = 5 mini-batch coresets of m = 16
-    assert float(strategy.weights.mean()) == pytest.approx(1.0)
+    assert len(strategy.state.coreset) == 5 * 16  # P = 5 mini-batch coresets of m = 16
+    assert float(strategy.state.weights.mean()) == pytest.approx(1.0)
     strategy.observe(batch, StepOutput(0, torch.zeros(16, 4), torch.zeros(16)))
     with torch.no_grad():
         ctx.model.fc.weight.mul_(8.0)
     next(stream)
-    assert strategy.updates == 2 and strategy.reset_step == 1
+    assert strategy.state.updates == 2 and strategy.state.reset_step == 1
     assert len(ctx.log.rounds) == 2
 
 
@@ -174,15 +174,15 @@ def _train_crest(steps: int, **params):  # type: ignore[no-untyped-def]
     predicted, actual, selection_forwards = 0.0, 0.0, 0
     decisions = []
     for _ in range(steps):
-        checks_before, updates_before = strategy.checks, strategy.updates
+        checks_before, updates_before = strategy.state.checks, strategy.state.updates
         expected = abs(actual - predicted) > strategy.params.check_thresh * actual
         batch = next(stream)
-        if strategy.checks > checks_before:  # this draw checked the window since the last check
-            decisions.append((expected, strategy.updates > updates_before))
+        if strategy.state.checks > checks_before:  # this draw checked the window since the last check
+            decisions.append((expected, strategy.state.updates > updates_before))
             predicted, actual = 0.0, 0.0
-        if strategy.updates > updates_before:  # a new region: a new model, a new window
+        if strategy.state.updates > updates_before:  # a new region: a new model, a new window
             predicted, actual = 0.0, 0.0
-            selection_forwards += len(strategy.subsets)
+            selection_forwards += len(strategy.state.subsets)
         prediction = strategy.predicted_loss()  # F at the parameters this step sees
         x, y = ctx.train[batch.indices]
         losses = F.cross_entropy(ctx.model(x), y, reduction="none")
@@ -202,14 +202,14 @@ def test_check_with_steps_forwards_nothing_and_decides_on_the_steps_own_losses()
     assert any(made for _, made in decisions) and not all(made for _, made in decisions)
     assert strategy.context.log.forward_examples == selection_forwards  # no check forwarded anything
     official, _, official_selection = _train_crest(30, check_thresh=0.05)
-    assert official.checks > 0 and official.context.log.forward_examples > official_selection
+    assert official.state.checks > 0 and official.context.log.forward_examples > official_selection
 
 
 def test_grow_interval_doubles_the_check_interval_while_the_model_holds() -> None:
     strategy, decisions, _ = _train_crest(40, check_with="steps", check_thresh=1e9, grow_interval=True)
     assert decisions and not any(made for _, made in decisions)  # τ = 1e9: the model always holds
-    assert strategy.interval == min(2 ** strategy.checks, strategy.steps_per_epoch)
-    assert strategy.checks < 40 // 2  # fewer checks than at a fixed interval of 1
+    assert strategy.state.interval == min(2 ** strategy.state.checks, strategy.steps_per_epoch)
+    assert strategy.state.checks < 40 // 2  # fewer checks than at a fixed interval of 1
 
 
 @pytest.mark.parametrize("params", [{"check_with": "steps"}, {"check_with": "steps", "grow_interval": True}])
@@ -220,7 +220,7 @@ def test_crest_with_step_checks_resumes_its_exact_stream(params: dict) -> None:
     resumed.setup(_context())
     resumed.context.model.load_state_dict(strategy.context.model.state_dict())  # as the trainer restores it
     resumed.load_state_dict(state)
-    assert resumed.window == strategy.window and resumed.interval == strategy.interval
+    assert resumed.state.window == strategy.state.window and resumed.state.interval == strategy.state.interval
     a, b = strategy.batches(), resumed.batches()
     for _ in range(5):
         x, y = next(a), next(b)
@@ -236,18 +236,18 @@ def test_fit_batches_fits_the_quadratic_on_drawn_batches_of_the_coreset() -> Non
     strategy.setup(ctx)
     start = ctx.model.state_dict()
     next(strategy.batches())  # the first region: 4 coreset batches, the model fitted on one of them
-    assert len(strategy.coreset) == 4 * 16
+    assert len(strategy.state.coreset) == 4 * 16
     m, model = 16, ctx.model
     candidates = []
-    for first in range(0, len(strategy.coreset), m):  # each batch's weighted loss gradient, by autograd
+    for first in range(0, len(strategy.state.coreset), m):  # each batch's weighted loss gradient, by autograd
         model.load_state_dict(start)
         model.train()
-        idx = strategy.coreset[first:first + m]
+        idx = strategy.state.coreset[first:first + m]
         x, y = ctx.train[idx]
-        loss = (F.cross_entropy(model(x), y, reduction="none") * strategy.weights[first:first + m]).mean()
+        loss = (F.cross_entropy(model(x), y, reduction="none") * strategy.state.weights[first:first + m]).mean()
         grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
         candidates.append((float(loss.detach()), torch.cat([g.reshape(-1) for g in grads])))
-    fitted = strategy.quadratic
+    fitted = strategy.state.quadratic
     matches = [i for i, (loss, grad) in enumerate(candidates)
                if math.isclose(fitted.base_loss, loss, rel_tol=1e-5) and torch.allclose(fitted.grad, grad,
                                                                                         atol=1e-6)]
@@ -256,4 +256,4 @@ def test_fit_batches_fits_the_quadratic_on_drawn_batches_of_the_coreset() -> Non
     full.setup(_context())
     next(full.batches())
     mean_gradient = torch.stack([g for _, g in candidates]).mean(0)
-    assert torch.allclose(full.quadratic.grad, mean_gradient, atol=1e-6)  # default: all batches
+    assert torch.allclose(full.state.quadratic.grad, mean_gradient, atol=1e-6)  # default: all batches

@@ -11,8 +11,9 @@ import torch
 
 from coreselect.data import load_dataset, prepare_splits
 from coreselect.errors import InvalidInputError, UnknownNameError
-from coreselect.experiments import ResultStore, RunConfig, run_experiment, summarise
-from coreselect.experiments.report import format_table
+from coreselect.experiments import ResultStore, RunConfig, run_experiment
+from coreselect.report import summarise
+from coreselect.report.tables import format_table
 
 
 def _config(root: Path, strategy: str, seed: int, **extra) -> RunConfig:
@@ -105,8 +106,8 @@ def test_noisy_share_comes_from_the_stored_mask(tmp_path: Path) -> None:
 
 
 def test_noisy_share_of_back_propagated_examples_for_online_strategies(npz_root: Path, tmp_path: Path) -> None:
-    from coreselect.experiments.report import noisy_shares
     from coreselect.experiments.runner import load_splits
+    from coreselect.report.tables import noisy_shares
     from coreselect.train import Callback
     from coreselect.train.noisy_share import NOISY_TRAINED
 
@@ -132,7 +133,7 @@ def test_noisy_share_of_back_propagated_examples_for_online_strategies(npz_root:
 
 
 def test_time_to_target_from_the_stored_history(tmp_path: Path) -> None:
-    from coreselect.experiments.report import time_to_target, time_to_target_table
+    from coreselect.report.tables import time_to_target, time_to_target_table
     from coreselect.train import EvalRecord, Timings, TrainResult
 
     store = ResultStore(tmp_path / "runs.db")
@@ -148,3 +149,19 @@ def test_time_to_target_from_the_stored_history(tmp_path: Path) -> None:
     assert time_to_target(store, run, 0.95) is None
     table = time_to_target_table(store, [run], [0.6, 0.95])
     assert "2.0 ep · 3.0 s (1/1)" in table and "never" in table
+
+
+def test_the_run_side_never_imports_the_report_package() -> None:
+    import subprocess
+    import sys
+
+    import coreselect
+
+    root = Path(coreselect.__file__).parent
+    run_side = [p for p in root.rglob("*.py") if "report" not in p.relative_to(root).parts and p.name != "cli.py"]
+    assert run_side and not [p for p in run_side if "coreselect.report" in p.read_text()]
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, coreselect, coreselect.experiments.grid, coreselect.integrations.feed; "
+                               "print(sorted(m for m in sys.modules if m.startswith('coreselect.report')))"],
+        capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

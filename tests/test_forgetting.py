@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from coreselect.experiments import ResultStore, RunConfig, run_experiment
-from coreselect.experiments.report import forgetting_table, report, selection_forgetting
 from coreselect.models import create_model
+from coreselect.report.tables import forgetting_table, report, selection_forgetting
 from coreselect.strategies import create_strategy
 from coreselect.train import FORGETTING, ForgettingCounter, ForgettingEvents, TrainConfig, Trainer
 from test_trainer import _data, _Interrupt

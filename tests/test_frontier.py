@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from coreselect.experiments import ResultStore, RunConfig, run_experiment
-from coreselect.experiments.frontier import (
+from coreselect.experiments.grid import FRONTIER_BUDGETS, expand, load_bench_file
+from coreselect.report.frontier import (
     BELOW_FRONTIER,
     BEYOND_FRONTIER,
     FASTER_THAN_FRONTIER,
     Frontier,
     FrontierPoint,
 )
-from coreselect.experiments.grid import FRONTIER_BUDGETS, expand, load_bench_file
-from coreselect.experiments.report import answer_tables, cost_floor_table, summarise
+from coreselect.report.tables import answer_tables, cost_floor_table, summarise
 from coreselect.train import EvalRecord, Timings, TrainResult
 
 # random at 0.1 → 10 s, 80 %; at 0.2 → 50 s, 79 % (dominated by the cheaper 0.1); at 0.3 → 100 s, 90 %; full → 1000 s

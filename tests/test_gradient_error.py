@@ -11,8 +11,9 @@ from torch.func import functional_call, grad, vmap
 
 from conftest import make_blobs
 from coreselect.data import InMemoryDataset
-from coreselect.experiments import ResultStore, RunConfig, report, run_experiment
+from coreselect.experiments import ResultStore, RunConfig, run_experiment
 from coreselect.models import create_model
+from coreselect.report import report
 from coreselect.strategies import create_strategy
 from coreselect.train import GradientError, TrainConfig, Trainer, mean_gradient
 

@@ -15,7 +15,7 @@ from coreselect.errors import InvalidInputError
 from coreselect.models import create_model
 from coreselect.strategies import Budget, Context, create_strategy
 from coreselect.strategies.glister import validation_alignment, validation_gradient
-from coreselect.submodular import per_class_facility_location
+from coreselect.submodular import class_quotas, per_class_facility_location
 
 
 def _context(with_val: bool = True, n: int = 300, batch_size: int = 16) -> Context:
@@ -105,6 +105,44 @@ def test_glister_needs_validation_and_selects_distinct_examples() -> None:
     assert len(set(selection.indices.tolist())) == 60 and selection.weights is None
     with pytest.raises(InvalidInputError, match="--val-fraction"):
         create_strategy("gradmatch", valid=True).setup(_context(with_val=False))
+
+
+@pytest.mark.parametrize("name", ["craig", "gradmatch", "stable"])
+def test_batch_weights_have_mean_one_within_each_batch_unless_kept_at_the_selections_scale(name: str) -> None:
+    streams = {}
+    for mode in ("batch", "selection"):
+        ctx = _context()
+        strategy = create_strategy(name, batch_weights=mode)
+        strategy.setup(ctx)
+        streams[mode] = list(itertools.islice(strategy.batches(), 3))
+        selection = ctx.log.rounds[0]
+        if len(set(selection.indices.tolist())) == len(selection.indices):  # (stable's may repeat an example)
+            of = dict(zip(selection.indices.tolist(), selection.weights.tolist(), strict=True))
+            for batch in streams[mode] if mode == "selection" else ():  # the selection's own weights
+                torch.testing.assert_close(batch.weights, torch.tensor([of[i] for i in batch.indices.tolist()]))
+    for normalised, kept in zip(streams["batch"], streams["selection"], strict=True):  # the same draws
+        assert torch.equal(normalised.indices, kept.indices)
+        torch.testing.assert_close(normalised.weights, kept.weights * len(kept) / kept.weights.sum())
+        losses = torch.rand(len(kept))  # a weighted average: never above the largest loss, whatever the weights
+        assert float(normalised.weighted_mean(losses)) <= float(losses.max()) + 1e-6
+
+
+def test_glister_selects_each_class_in_proportion_against_its_own_validation_examples() -> None:
+    ctx = _context()
+    strategy = create_strategy("glister")
+    strategy.setup(ctx)
+    next(strategy.batches())
+    (selection,) = ctx.log.rounds
+    targets = ctx.train.targets
+    counts = torch.bincount(targets, minlength=4)
+    assert torch.bincount(targets[selection.indices], minlength=4).tolist() == \
+        class_quotas(counts, 60, proportional=True).tolist()
+    assert len(set(selection.indices.tolist())) == 60
+    ctx = _context()
+    whole = create_strategy("glister", per_class=False)
+    whole.setup(ctx)
+    next(whole.batches())
+    assert len(set(ctx.log.rounds[0].indices.tolist())) == 60
 
 
 @pytest.mark.parametrize("name", ["craig", "gradmatch", "glister"])

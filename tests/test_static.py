@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from coreselect.data import InMemoryDataset
 from coreselect.experiments import ResultStore, RunConfig, run_experiment
-from coreselect.experiments.alignment import aligned_examples, plot_alignment, store_alignment_figure
+from coreselect.experiments.alignment import aligned_examples, alignment_record
 from coreselect.models import create_model
+from coreselect.report import plots
+from coreselect.report.alignment import plot_alignment, store_alignment_figure
 from coreselect.signals import pairwise_trajectory_correlation, trajectory_correlation
 from coreselect.strategies import create_strategy
 from coreselect.strategies.static import top_k
@@ -61,8 +64,16 @@ def test_pairwise_correlation_and_extreme_examples_match_numpy() -> None:
         assert chosen.positive[row].tolist() == order[::-1][:3].tolist()
         assert chosen.negative[row].tolist() == order[:3].tolist()
         np.testing.assert_allclose(chosen.positive_correlation[row].numpy(), expected[j][order[::-1][:3]], atol=1e-5)
-    figure = plot_alignment(chosen, torch.rand(30, 1, 5, 5), torch.rand(12, 1, 5, 5), torch.tensor(train).abs(),
-                            torch.tensor(val).abs(), [str(c) for c in val_y[chosen.val_indices].tolist()])
+    train_set = InMemoryDataset(torch.rand(30, 1, 5, 5), torch.arange(30) % 3, 3)
+    val_set = InMemoryDataset(torch.rand(12, 1, 5, 5), val_y, 3, classes=("x", "y", "z"))
+    record = alignment_record(torch.tensor(train), torch.tensor(val), train_set, val_set, per_class=2, k=3)
+    for row, j in enumerate(chosen.val_indices.tolist()):  # the record holds what the figure shows, by row
+        picked = torch.cat([chosen.positive[row], chosen.negative[row]])
+        assert torch.equal(record["val_inputs"][row], val_set.inputs[j])
+        assert torch.equal(record["train_inputs"][row], train_set.inputs[picked])
+        assert torch.equal(record["train_curves"][:, row], torch.tensor(train)[:, picked])
+        assert record["names"][row] == "xyz"[int(val_y[j])]
+    figure = plot_alignment(record)
     assert len(figure.axes) == 6 * (2 * 3 + 2)  # per row: the validation image, 3 + 3 examples, the curves
 
 
@@ -119,8 +130,14 @@ def test_static_strategies_share_one_cached_proxy_and_transfer(npz_root: Path, t
     forgetting = run_experiment(RunConfig.create(strategy="forgetting", **common), store, progress_bar=False)
     proxies = list((tmp_path / "runs.db.proxies").iterdir())
     assert len(proxies) == 1  # one dynamics proxy served both
-    figure = store_alignment_figure(store, tmp_path / "report" / "ltc_alignment.png", k=2)
+    data_files = sorted(npz_root.glob("*.npz"))
+    for f in data_files:  # the report reads the store alone: no data to load, no strategy to make
+        f.rename(f.with_suffix(".away"))
+    figure = store_alignment_figure(store, tmp_path / "report" / "ltc_alignment.png")
     assert figure is not None and figure.read_bytes().startswith(b"\x89PNG")
+    assert plots.class_balance(store, store.runs(status="done")) is not None
+    for f in data_files:
+        f.with_suffix(".away").rename(f)
     proxy_s = [store.evaluations(r.run_id)[-1].extras["proxy_s"] for r in (ltc, forgetting)]
     assert proxy_s[0] == proxy_s[1] > 0
     (selection,) = store.selections(ltc.run_id)

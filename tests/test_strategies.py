@@ -102,3 +102,20 @@ def test_strategy_parameters_are_strictly_typed_and_finite(name: str, params: di
     with pytest.raises(InvalidInputError, match=needle):
         create_strategy(name, **params)
     assert create_strategy("crest", check_thresh=1).params.check_thresh == 1.0  # an int is a number
+
+
+def test_a_shuffled_pass_says_ahead_what_its_takes_return() -> None:
+    from coreselect.strategies.passes import ShuffledPass
+
+    for whole in (False, True):
+        shuffled = ShuffledPass()
+        shuffled.shuffle(23, torch.Generator().manual_seed(0))
+        assert sorted(shuffled.order.tolist()) == list(range(23))
+        shuffled.take(4)
+        planned = shuffled.ahead(5, whole=whole)
+        taken = [shuffled.take(5) for _ in range(len(planned))]
+        assert [p.tolist() for p in planned] == [t.tolist() for t in taken]
+        assert shuffled.remaining == (4 if whole else 0)  # 19 left: three whole takes of 5, then a short one
+        restored = ShuffledPass()
+        restored.load_state_dict(shuffled.state_dict())
+        assert restored.remaining == shuffled.remaining and torch.equal(restored.order, shuffled.order)

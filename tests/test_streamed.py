@@ -189,9 +189,10 @@ def test_workers_read_a_planned_pass_ahead_and_a_selection_gather_in_between_dro
     assert not data.expects(plan[1])
     assert torch.equal(data[plan[1]][0], torch.from_numpy(images.x[8:16]))
     view = data.subset(torch.tensor([10, 20, 30]))  # a view shares the workers: its gathers drop the plan too
-    data.read_ahead(plan[1:])
+    data.read_ahead(plan[1:])  # the batch just gathered is kept: the workers do not read it again
+    assert data.expects(plan[2])
     assert torch.equal(view[torch.tensor([2, 0])][0], torch.from_numpy(images.x[[30, 10]]))
-    assert not data.expects(plan[1])
+    assert not data.expects(plan[2])
 
 
 def _image_folder(root: Path) -> Path:
@@ -235,6 +236,32 @@ def test_the_cli_trains_an_image_folder_read_by_workers_with_augmentation_in_bf1
     assert run.status == "done" and run.examples == round(0.3 * 80)
     assert run.config.train.augment == "crop-flip" and run.config.train.precision == "bf16"
     assert run.config.workers == 2
+
+
+def test_forwards_are_kept_within_their_bytes_and_a_request_within_one_or_the_last_gather_reads_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from coreselect.data import streamed
+
+    images = _Images(64)
+    data = StreamedDataset.of(InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), 3))
+    monkeypatch.setattr(streamed, "RECENT_BYTES", 20 * images.x[0].nbytes)  # twenty images of forwards
+    subsets = torch.tensor([9, 40, 3, 17, 22, 5, 61, 30, 12, 0, 33, 48])
+    forwarded = torch.cat(list(data.chunks(5, subsets)))  # a selection forward, in chunks
+    list(data.chunks(4, torch.arange(50, 58)))  # eight more: twenty kept
+    data[torch.tensor([1, 2])]  # a gather: kept as the last one, beside the forwards
+    with monkeypatch.context() as reads:
+        reads.setattr(StreamedDataset, "_load", lambda *_: pytest.fail("read again"))
+        assert torch.equal(data[subsets[[7, 2]]][0], torch.from_numpy(images.x[[30, 3]]))  # training within it
+        assert torch.equal(torch.cat(list(data.chunks(4, subsets))), forwarded)  # a check on the same points
+        assert torch.equal(data[torch.tensor([2, 1])][0], torch.from_numpy(images.x[[2, 1]]))
+        assert data.holds(torch.tensor([52, 57]))
+    list(data.chunks(3, torch.tensor([60, 62])))  # over twenty: the least recently used forward goes
+    assert data.holds(subsets[:3]) and data.holds(torch.tensor([62])) and not data.holds(torch.tensor([52]))
+    list(data.chunks(8, torch.arange(21)))  # larger than all that is kept: read, not kept, nothing dropped
+    assert not data.holds(torch.tensor([20])) and data.holds(subsets)
+    data[torch.tensor([4, 6])]  # a gather replaces the last one only
+    assert not data.holds(torch.tensor([1])) and data.holds(subsets) and data.holds(torch.tensor([6, 4]))
+    assert not data.holds(torch.tensor([9, 62]))  # rows of two requests: read again
 
 
 def test_a_gather_within_the_last_one_reads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

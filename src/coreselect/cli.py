@@ -162,8 +162,8 @@ def report(
 ) -> None:
     """Print accuracy, relative error against full data, wall-clock and speed-up from the store."""
     from coreselect.experiments import ResultStore
-    from coreselect.experiments import report as make_report
-    from coreselect.experiments.report import time_to_target_table
+    from coreselect.report import report as make_report
+    from coreselect.report.tables import time_to_target_table
 
     results = ResultStore.for_reading(store)
     sections = [make_report(results, tablefmt=fmt)]
@@ -175,7 +175,7 @@ def report(
                                                tablefmt=fmt))
     typer.echo("\n\n".join(sections))
     if out is not None:
-        from coreselect.experiments.report_page import write_report
+        from coreselect.report.page import write_report
 
         written = write_report(results, out, targets=target or [], relative=relative)
         typer.echo(f"\nwrote {', '.join(str(p) for p in written)}")
@@ -199,8 +199,8 @@ def bench(
 
     from coreselect.experiments import ResultStore
     from coreselect.experiments.grid import RunOutcome, expand, load_bench_file, load_preset, run_grid
-    from coreselect.experiments.report import answers, summarise_store
-    from coreselect.experiments.report_page import write_report
+    from coreselect.report.page import write_report
+    from coreselect.report.tables import answers, summarise_store
 
     if (preset is None) == (config is None):
         raise InvalidInputError("name a benchmark: --preset NAME or --config FILE (one of them)")

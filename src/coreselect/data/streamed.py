@@ -23,7 +23,7 @@ from coreselect.data.labels import Labelled, check_labels, class_names
 from coreselect.errors import InvalidInputError
 
 CHUNK = 256  # items per loader request when a gather or a forward is split among workers
-RECENT_BYTES = 64 << 20  # a gather this large or smaller is kept until the next one (a subset of it is not re-read)
+RECENT_BYTES = 128 << 20  # the latest forwards are kept up to this size in all (a subset of one is not re-read)
 
 
 class _Requests:
@@ -68,25 +68,48 @@ class _Pool:
 
 
 class _Recent:
-    """The last gather (dataset rows and their inputs), when small enough to keep."""
+    """What was read lately, by dataset row: the last gather (a batch, or an online strategy's candidates) and
+    the latest forwards (selection forwards and evaluations, ``RECENT_BYTES`` in all, least recently used out).
+    A request whose rows all lie in one of them reads nothing: CREST trains on and checks the random subsets
+    it just forwarded, an online strategy trains on the candidates it just scored, evaluations repeat their
+    split. Training batches of a pass replace only the last gather: they do not push forwards out."""
 
     def __init__(self) -> None:
-        self.rows: dict[int, int] = {}
-        self.inputs = torch.empty(0)
+        self.last: list[tuple[dict[int, int], Tensor]] = []
+        self.forwards: list[tuple[dict[int, int], Tensor]] = []
+        self.size = 0  # of the forwards
 
-    def keep(self, items: list[int], inputs: Tensor) -> None:
-        small = inputs.numel() * inputs.element_size() <= RECENT_BYTES
-        self.rows = {item: position for position, item in enumerate(items)} if small else {}
-        self.inputs = inputs if self.rows else torch.empty(0)
+    def keep(self, items: list[int], inputs: Tensor, *, forward: bool = False) -> None:
+        """Keep a gather (replacing the last one) or a forward's inputs (up to ``RECENT_BYTES``)."""
+        if not items or _bytes(inputs) > RECENT_BYTES:
+            return
+        entry = (dict(zip(items, range(len(items)), strict=True)), inputs)
+        if not forward:
+            self.last = [entry]
+            return
+        self.forwards.insert(0, entry)
+        self.size += _bytes(inputs)
+        while self.size > RECENT_BYTES:
+            self.size -= _bytes(self.forwards.pop()[1])
 
-    def positions(self, items: list[int]) -> Tensor | None:
-        """Where ``items`` lie in the last gather, or None if any does not."""
-        if not self.rows or not items:
-            return None
-        try:
-            return torch.tensor([self.rows[item] for item in items], dtype=torch.long)
-        except KeyError:
-            return None
+    def find(self, items: list[int]) -> Tensor | None:
+        """The inputs of ``items``, if the last gather or one kept forward holds them all, else None."""
+        for kept in (self.last, self.forwards):
+            for place, (rows, inputs) in enumerate(kept):
+                try:
+                    positions = torch.tensor([rows[item] for item in items], dtype=torch.long)
+                except KeyError:
+                    continue
+                kept.insert(0, kept.pop(place))  # a forward used again is the most recent
+                return inputs[positions.to(inputs.device)]
+        return None
+
+    def holds(self, items: list[int]) -> bool:
+        return bool(items) and any(all(map(rows.__contains__, items)) for rows, _ in self.last + self.forwards)
+
+
+def _bytes(tensor: Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
 
 
 def _collate(items: list[Any]) -> tuple[Tensor, Tensor]:
@@ -196,10 +219,11 @@ class StreamedDataset(Labelled):
         return self.workers > 0 and self._pool().expects(self._items(indices))
 
     def read_ahead(self, batches: Sequence[Tensor]) -> None:
-        """Start reading these batches in the workers; gathering them in this order then takes what they read.
-        A gather of anything else drops the rest. No effect without workers."""
+        """Start reading these batches in the workers (but those a kept request holds); gathering them in this
+        order then takes what they read. A gather of anything else drops the rest. No effect without workers."""
         if self.workers > 0 and batches:
-            self._pool().read_ahead([self._items(b) for b in batches])
+            recent = self._recent()
+            self._pool().read_ahead([items for b in batches if not recent.holds(items := self._items(b))])
 
     def _recent(self) -> _Recent:
         recent = self.__dict__.get("_last")
@@ -209,8 +233,8 @@ class StreamedDataset(Labelled):
         return recent
 
     def holds(self, indices: Tensor) -> bool:
-        """Whether every example at ``indices`` was in the last gather (a gather of them reads nothing)."""
-        return self._recent().positions(self._items(indices)) is not None
+        """Whether one of the latest requests held every example at ``indices`` (a gather of them reads nothing)."""
+        return self._recent().holds(self._items(indices))
 
     @property
     def reading_ahead(self) -> bool:
@@ -222,8 +246,8 @@ class StreamedDataset(Labelled):
         indices = torch.as_tensor(indices, dtype=torch.long).cpu()
         labels = self.targets[indices.to(self.targets.device)]
         items, recent = self._items(indices), self._recent()
-        if (positions := recent.positions(items)) is not None:
-            return recent.inputs[positions.to(recent.inputs.device)].to(self.device), labels
+        if (held := recent.find(items)) is not None:
+            return held.to(self.device), labels
         if self.workers > 0 and self._pool().expects(items):  # the rows are already listed: no second lookup
             x, _ = self._pool().next_ahead()
         else:
@@ -235,10 +259,23 @@ class StreamedDataset(Labelled):
         return x, labels
 
     def chunks(self, batch_size: int, indices: Tensor | None = None) -> Iterator[Tensor]:
-        """The inputs at ``indices`` (default: all, in order), ``batch_size`` at a time, read ahead by the workers."""
+        """The inputs at ``indices`` (default: all, in order), ``batch_size`` at a time, read ahead by the workers;
+        kept when small enough, so that a later request within them reads nothing."""
         items = self._items(torch.arange(len(self)) if indices is None else indices)
+        recent = self._recent()
+        if (held := recent.find(items)) is not None:
+            yield from held.split(batch_size)
+            return
+        parts: list[Tensor] | None = []
+        read = 0
         for x, _ in self._load([items[i:i + batch_size] for i in range(0, len(items), batch_size)]):
+            read += _bytes(x)
+            parts = parts if parts is not None and read <= RECENT_BYTES else None
+            if parts is not None:
+                parts.append(x)
             yield x
+        if parts:
+            recent.keep(items, torch.cat(parts), forward=True)
 
     # -- the InMemoryDataset interface ---------------------------------------------------------------
     @property

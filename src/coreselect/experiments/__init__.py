@@ -1,18 +1,14 @@
-"""Experiments layer: run configurations, the SQLite results store, and reports."""
+"""Experiments layer: run configurations, the runner, the SQLite results store and benchmark grids.
+Reports (the ``report`` package) read the store; nothing here imports them."""
 
 from coreselect.experiments.config import RunConfig
-from coreselect.experiments.report import MethodSummary, format_table, report, summarise
 from coreselect.experiments.runner import resolve_device, run_experiment
 from coreselect.experiments.store import ResultStore, StoredRun
 
 __all__ = [
-    "MethodSummary",
     "ResultStore",
     "RunConfig",
     "StoredRun",
-    "format_table",
-    "report",
     "resolve_device",
     "run_experiment",
-    "summarise",
 ]

@@ -87,3 +87,16 @@ class RunConfig(BaseModel):
         """The strategy with the parameters that differ from its defaults."""
         params = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return f"{self.strategy}({params})" if params else self.strategy
+
+
+def setting_label(setting: str | dict) -> str:
+    """A setting in a few words: dataset / model / epochs, then noise, imbalance and holdout when present."""
+    s = json.loads(setting) if isinstance(setting, str) else setting
+    parts = [s["dataset"], s["model"], f"{s['train']['epochs']} epochs"]
+    if s.get("label_noise", 0.0) > 0:
+        parts.append(f"{100 * s['label_noise']:g}% {s.get('noise_kind', 'symmetric')} noise")
+    if s.get("imbalance", 1.0) != 1.0:
+        parts.append(f"imbalance {s['imbalance']:g}")
+    if s.get("holdout_fraction", 0.0) > 0:
+        parts.append(f"holdout {s['holdout_fraction']:g}")
+    return " · ".join(parts)

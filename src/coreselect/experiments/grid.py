@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from coreselect.errors import InvalidInputError, UnknownNameError
-from coreselect.experiments.config import RunConfig
+from coreselect.experiments.config import RunConfig, setting_label
 from coreselect.experiments.store import ResultStore
 from coreselect.experiments.supervise import Finished, Interrupted, run_supervised
 from coreselect.notes import print_notes_to_stderr
@@ -257,7 +257,6 @@ def run_grid(runs: list[PlannedRun], store: ResultStore, *, jobs: int = 1, devic
 
 def describe(outcome: RunOutcome) -> str:
     """One line for a finished run: setting, seed, method, budget and test accuracy (or its error)."""
-    from coreselect.experiments.report import setting_label
 
     c = outcome.run.config
     state = f"FAILED: {outcome.error}" if outcome.error else f"{100 * (outcome.test_accuracy or 0.0):.2f}%"

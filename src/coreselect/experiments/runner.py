@@ -6,16 +6,19 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from coreselect.data.catalog import DataSplits, load_dataset, prepare_splits
 from coreselect.distributed import rank_device, world
 from coreselect.errors import CoreselectError
+from coreselect.experiments.alignment import ALIGNMENT, alignment_record
 from coreselect.experiments.config import RunConfig
 from coreselect.experiments.store import ResultStore, StoredRun
 from coreselect.models.zoo import check_model_fits, create_model
 from coreselect.seeding import derive_seed
+from coreselect.strategies.protocol import SelectionRound
 from coreselect.strategies.proxy import NeedsProxy, ProxyRequest
 from coreselect.strategies.registry import STRATEGIES, create_strategy
 from coreselect.train.callbacks import Callback
@@ -25,6 +28,7 @@ from coreselect.train.gradient_error import GradientError
 from coreselect.train.noisy_share import NoisyShare
 from coreselect.train.proxies import provide_proxy, resolved
 from coreselect.train.trainer import Trainer
+from coreselect.train.trajectory import TrajectoryStore
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -61,6 +65,26 @@ def proxy_folder(store: ResultStore, config: RunConfig, request: ProxyRequest) -
     """Where the proxy runs of ``request`` (resolved) for ``config``'s setting and seed are cached."""
     key = json.dumps([config.setting_key, config.seed, request.identity()], sort_keys=True)
     return store.path.parent / f"{store.path.name}.proxies" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def run_records(store: ResultStore, config: RunConfig, splits: DataSplits, selections: Sequence[SelectionRound],
+                request: ProxyRequest | None) -> dict[str, dict[str, Any]]:
+    """What the report draws of a run besides its numbers, so that it reads the store alone: the class counts of
+    the training set and of everything selected (``class_counts``) and, for a strategy that scores by
+    validation-loss trajectories, the examples its proxy's trajectories align most and least (``alignment``)."""
+    targets, classes = splits.train.targets.cpu(), splits.train.num_classes
+    chosen = torch.cat([s.indices.cpu() for s in selections]) if selections else None
+    records: dict[str, dict[str, Any]] = {"class_counts": {
+        "training": torch.bincount(targets, minlength=classes).tolist(),
+        "selected": None if chosen is None else torch.bincount(targets[chosen], minlength=classes).tolist()}}
+    folder = None if request is None or not request.needs_validation else \
+        proxy_folder(store, config, request) / "trajectories"
+    if folder is not None and (folder / "meta.json").is_file() and splits.val is not None:
+        trajectories = TrajectoryStore.open(folder)
+        records[ALIGNMENT] = alignment_record(
+            torch.from_numpy(trajectories.train), torch.from_numpy(trajectories.val), splits.train, splits.val,
+            differences=bool(config.params.get("differences", True)), seed=config.seed)
+    return records
 
 
 def run_experiment(
@@ -136,7 +160,8 @@ def run_experiment(
     if group.is_main:
         scores = {k: v for cb in all_callbacks if isinstance(cb, ForgettingEvents)
                   for k, v in cb.example_scores().items()}
-        store.finish(config, result, noise_mask=splits.train.noise_mask.cpu(), example_scores=scores)
+        store.finish(config, result, noise_mask=splits.train.noise_mask.cpu(), example_scores=scores,
+                     records=run_records(store, config, splits, result.selections, request))
         remove_checkpoint(path)
     group.barrier()  # the run is in the store for every rank
     stored = store.get(config.run_id)

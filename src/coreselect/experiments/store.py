@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -21,10 +22,11 @@ from coreselect.errors import InvalidInputError
 from coreselect.experiments.config import RunConfig
 from coreselect.train.trainer import EvalRecord, TrainResult
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Columns added after version 1: (name, SQL type); a store of an earlier version gains them when opened.
 ADDED_COLUMNS = {2: [("forward_s_per_example", "REAL")]}
-# Version 3 adds the status 'interrupted' (a run stopped by the user or a killed benchmark; re-run to resume).
+# Version 3 adds the status 'interrupted' (a run stopped by the user or a killed benchmark; re-run to resume);
+# version 4 the table of records (what a report draws that is not a number per run: class counts, figures' data).
 STATUSES = ("running", "done", "failed", "interrupted")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -75,6 +77,12 @@ CREATE TABLE IF NOT EXISTS selections (
     indices BLOB NOT NULL,
     weights BLOB,
     PRIMARY KEY (run_id, round)
+);
+CREATE TABLE IF NOT EXISTS records (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (run_id, name)
 );
 CREATE TABLE IF NOT EXISTS example_scores (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
@@ -255,9 +263,11 @@ class ResultStore:
                        (_now(), message, config.run_id))
 
     def finish(self, config: RunConfig, result: TrainResult, noise_mask: torch.Tensor | None = None,
-               example_scores: dict[str, torch.Tensor] | None = None) -> None:
-        """Store the outcome, every evaluation point and every selection round of a run, and per-example
-        scores recorded during training (e.g. forgetting counts), one float per training example."""
+               example_scores: dict[str, torch.Tensor] | None = None,
+               records: dict[str, dict[str, Any]] | None = None) -> None:
+        """Store the outcome, every evaluation point and every selection round of a run, per-example scores
+        recorded during training (e.g. forgetting counts, one float per training example) and named records
+        (dicts of tensors, numbers, strings and lists: what reports draw besides numbers)."""
         t = result.timings
         with self._connect() as db:
             db.execute(
@@ -288,6 +298,9 @@ class ResultStore:
                 [(config.run_id, name, values.detach().cpu().numpy().astype(np.float32).tobytes())
                  for name, values in (example_scores or {}).items()],
             )
+            db.execute("DELETE FROM records WHERE run_id = ?", (config.run_id,))
+            db.executemany("INSERT INTO records VALUES (?, ?, ?)",
+                           [(config.run_id, name, _serialised(value)) for name, value in (records or {}).items()])
 
     def _rows(self, where: str = "", args: tuple[Any, ...] = ()) -> list[StoredRun]:
         with self._connect() as db:
@@ -341,6 +354,18 @@ class ResultStore:
             row = db.execute("SELECT scores FROM example_scores WHERE run_id = ? AND name = ?",
                              (run_id, name)).fetchone()
         return None if row is None else torch.from_numpy(np.frombuffer(row[0], dtype=np.float32).copy())
+
+    def record(self, run_id: str, name: str) -> dict[str, Any] | None:
+        """The record ``name`` a run stored when it finished, or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT value FROM records WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
+        return None if row is None else torch.load(io.BytesIO(row[0]), weights_only=True)
+
+
+def _serialised(value: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
 
 
 __all__ = ["ResultStore", "StoredRun"]

@@ -54,12 +54,11 @@ class BayesianParams(HoldoutParams):
 @register("bayesian", family="online", params=BayesianParams,
           summary="Bayesian data selection: last-layer KFAC Laplace samples and a validation / zero-shot model")
 class BayesianSelection(HoldoutScored):
-    name = "bayesian"
     params: BayesianParams
     needs_step_features = True  # the KFAC factors average the training steps' own features (NeedsFeatures)
 
     def __init__(self, params: BayesianParams | None = None) -> None:
-        super().__init__(params or BayesianParams())
+        super().__init__(params)
         p = self.params
         self.factors = KfacFactors(p.kfac_momentum)
         self.zero_shot: nn.Module | None = None

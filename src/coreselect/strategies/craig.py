@@ -31,11 +31,7 @@ class CraigParams(PeriodicParams):
 class Craig(PeriodicSelection):
     """Selects ``budget · n`` examples whose weighted gradient sum approximates the full gradient."""
 
-    name = "craig"
-
-    def __init__(self, params: CraigParams | None = None) -> None:
-        super().__init__()
-        self.params = params or CraigParams()
+    params: CraigParams
 
     def reselect(self, k: int) -> Selection:
         p, ctx = self.params, self.context

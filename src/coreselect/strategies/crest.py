@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import torch
@@ -36,6 +36,7 @@ from torch import Tensor
 from coreselect.signals import forward_in_batches, gradient_and_hessian_diagonal, logit_gradients, per_example_losses
 from coreselect.strategies.base import SeededStrategy
 from coreselect.strategies.minibatch_coresets import SubsetParams, minibatch_coresets, stratified_subsets
+from coreselect.strategies.passes import ShuffledPass
 from coreselect.strategies.protocol import Batch, Context, StepOutput
 from coreselect.strategies.registry import register
 
@@ -91,115 +92,140 @@ class QuadraticModel:
         return float(self.base_loss + self.grad @ delta + 0.5 * (self.hess * delta * delta).sum())
 
 
+def _no_indices() -> Tensor:
+    return torch.zeros(0, dtype=torch.long)
+
+
+@dataclass
+class CrestState:
+    """What a CREST run carries from step to step; checkpointed whole, resumed exactly."""
+
+    pool: Tensor  # bool over the training set: examples not dropped as learned
+    loss_table: Tensor  # watch_interval × n losses recorded by region forwards (−1: none)
+    reset_step: int  # the step the current region began
+    interval: int  # T₁, steps between checks
+    num_coresets: int  # P, mini-batch coresets of the next region
+    step: int = 0  # steps observed
+    h0_norm: float | None = None  # ‖H₀‖ of the first region's fit
+    updates: int = 0  # regions begun
+    checks: int = 0
+    last_drop_epoch: int = 0
+    coreset: Tensor = field(default_factory=_no_indices)  # the region's P coresets, concatenated
+    weights: Tensor = field(default_factory=_no_indices)  # their weights (mean 1)
+    subsets: Tensor = field(default_factory=_no_indices)  # the region's random subsets, concatenated
+    checked: Tensor = field(default_factory=_no_indices)  # the points a check forwards
+    batches: ShuffledPass = field(default_factory=ShuffledPass)  # over the coreset, cycled within the region
+    quadratic: QuadraticModel = field(default_factory=lambda: QuadraticModel(0.0, *(torch.zeros(0),) * 3))
+    ema_grad: list[Tensor] = field(default_factory=list)  # exponential averages of the fit, kept across regions
+    ema_hess: list[Tensor] = field(default_factory=list)
+    ema_count: int = 0
+    window: list[float] = field(default_factory=lambda: [0.0, 0.0, 0])  # check_with=steps: predicted and actual
+    # loss sums since the last check, and their count
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COMPONENTS, 0.0))
+
+    def state_dict(self) -> dict[str, Any]:
+        saved = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("batches", "quadratic")}
+        q = self.quadratic
+        return {**saved, **self.batches.state_dict(),
+                "quadratic": {"base_loss": q.base_loss, "grad": q.grad, "hess": q.hess, "anchor": q.anchor}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for f in fields(self):
+            if f.name in state and f.name not in ("batches", "quadratic"):  # a field added since the checkpoint
+                setattr(self, f.name, state[f.name])  # was written keeps its fresh value
+        self.batches.load_state_dict(state)
+        self.quadratic = QuadraticModel(**state["quadratic"])
+
+
 @register("crest", family="adaptive", params=CrestParams,
           summary="mini-batch coresets from random subsets, re-selected when a quadratic loss model fails")
 class Crest(SeededStrategy):
     """See the module docstring; state survives ``state_dict``/``load_state_dict`` exactly."""
 
-    name = "crest"
+    params: CrestParams
 
     def __init__(self, params: CrestParams | None = None) -> None:
-        super().__init__()
-        self.params = params or CrestParams()
-        self.seconds = dict.fromkeys(COMPONENTS, 0.0)
+        super().__init__(params)
+        self.state = CrestState(torch.ones(0, dtype=torch.bool), torch.zeros(0, 0), 0, 1, 1)
+        self._prediction: float | None = None  # F(δ) at the parameters of the batch just yielded (not state)
 
     # -- set-up and state ------------------------------------------------------------------------
     def setup(self, ctx: Context) -> None:
         super().setup(ctx)
-        n, m = len(ctx.train), ctx.batch_size
+        n, m, p = len(ctx.train), ctx.batch_size, self.params
         self.steps_per_epoch = math.ceil(ctx.budget.epoch_examples / m)
-        self.pool = torch.ones(n, dtype=torch.bool)
-        self.min_pool = math.ceil(self.params.min_pool_fraction * n)
-        self.loss_table = torch.full((self.params.watch_interval, n), -1.0)
-        self.step = 0
-        self.reset_step = self.steps_per_epoch if self.params.uniform_first_epoch else 0
-        self.interval, self.num_coresets = self.params.check_interval, self.params.num_coresets
-        self.h0_norm: float | None = None
-        self.updates = self.checks = 0
-        self.last_drop_epoch = 0
-        self.order = torch.zeros(0, dtype=torch.long)
-        self.cursor = 0
-        self.coreset = self.weights = self.subsets = self.checked = torch.zeros(0, dtype=torch.long)
-        self.quadratic = QuadraticModel(0.0, torch.zeros(0), torch.zeros(0), torch.zeros(0))
-        params = self._params()
-        self.ema_grad = [torch.zeros_like(p) for p in params]
-        self.ema_hess = [torch.zeros_like(p) for p in params]
-        self.ema_count = 0
-        self.window = [0.0, 0.0, 0]  # check_with=steps: predicted and actual loss sums since the last check, count
-        self._prediction: float | None = None  # F(δ) at the parameters of the batch just yielded
+        self.min_pool = math.ceil(p.min_pool_fraction * n)
+        weights = self._params()
+        self.state = CrestState(
+            pool=torch.ones(n, dtype=torch.bool), loss_table=torch.full((p.watch_interval, n), -1.0),
+            reset_step=self.steps_per_epoch if p.uniform_first_epoch else 0, interval=p.check_interval,
+            num_coresets=p.num_coresets, ema_grad=[torch.zeros_like(w) for w in weights],
+            ema_hess=[torch.zeros_like(w) for w in weights])
+        self._prediction = None
 
     def _params(self) -> list[Tensor]:
         return [p for p in self.context.model.parameters() if p.requires_grad]
 
-    _STATE = ("step", "reset_step", "interval", "num_coresets", "h0_norm", "updates", "checks", "last_drop_epoch",
-              "order", "cursor", "coreset", "weights", "subsets", "checked", "ema_grad", "ema_hess", "ema_count",
-              "pool", "loss_table", "seconds", "window")
-
     def state_dict(self) -> dict[str, Any]:
-        q = self.quadratic
-        return {"generator": self.generator.get_state(), **{k: getattr(self, k) for k in self._STATE},
-                "quadratic": {"base_loss": q.base_loss, "grad": q.grad, "hess": q.hess, "anchor": q.anchor}}
+        return {"generator": self.generator.get_state(), **self.state.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        for key in self._STATE:
-            if key in state:  # a key added since the checkpoint was written keeps its fresh value
-                setattr(self, key, state[key])
-        self.quadratic = QuadraticModel(**state["quadratic"])
+        self.state.load_state_dict(state)
 
     def metrics(self) -> dict[str, float]:
         """Coreset updates, seconds per component, and pool size so far (added to each evaluation)."""
-        return {"coreset_updates": float(self.updates), "checks": float(self.checks),
-                "pool_size": float(int(self.pool.sum())),
-                "check_interval": float(self.interval), "num_coresets": float(self.num_coresets),
-                **{f"{k}_s": v for k, v in self.seconds.items()}}
+        st = self.state
+        return {"coreset_updates": float(st.updates), "checks": float(st.checks),
+                "pool_size": float(int(st.pool.sum())),
+                "check_interval": float(st.interval), "num_coresets": float(st.num_coresets),
+                **{f"{k}_s": v for k, v in st.seconds.items()}}
 
     # -- the batch stream ------------------------------------------------------------------------
     def batches(self) -> Iterator[Batch]:
-        ctx = self.context
+        ctx, st = self.context, self.state
         m = ctx.batch_size
         while True:
-            if self.step < self.reset_step:  # the official uniform first epoch
+            if st.step < st.reset_step:  # the official uniform first epoch
                 yield Batch(torch.randint(len(ctx.train), (m,), generator=self.generator))
                 continue
-            if self.step == self.reset_step or len(self.coreset) == 0:
+            if st.step == st.reset_step or len(st.coreset) == 0:
                 self._new_region()
-            elif (self.step - self.reset_step) % self.interval == 0 and self._model_failed():
-                self.reset_step = self.step
+            elif (st.step - st.reset_step) % st.interval == 0 and self._model_failed():
+                st.reset_step = st.step
                 self._new_region()
-            if self.cursor >= len(self.order):  # reshuffle the region's coresets and cycle
-                self.order, self.cursor = torch.randperm(len(self.coreset), generator=self.generator), 0
-            positions = self.order[self.cursor : self.cursor + m]
-            self.cursor += len(positions)
+            if st.batches.remaining <= 0:  # reshuffle the region's coresets and cycle
+                st.batches.shuffle(len(st.coreset), self.generator)
+            positions = st.batches.take(m)
             if self.params.check_with == "steps":
                 start = time.perf_counter()
                 self._prediction = self.predicted_loss()  # at the parameters the step will see
-                self.seconds["check"] += time.perf_counter() - start
-            yield Batch(self.coreset[positions], self.weights[positions])
+                st.seconds["check"] += time.perf_counter() - start
+            yield Batch(st.coreset[positions], st.weights[positions])
 
     def planned(self) -> list[Tensor]:
         """The rest of the region's shuffled coreset batches (PlansBatches; a new region drops them)."""
-        if self.step < self.reset_step or len(self.coreset) == 0:
+        st = self.state
+        if st.step < st.reset_step or len(st.coreset) == 0:
             return []
-        m = self.context.batch_size
-        return [self.coreset[self.order[c : c + m]] for c in range(self.cursor, len(self.order), m)]
+        return [st.coreset[positions] for positions in st.batches.ahead(self.context.batch_size)]
 
     def observe(self, batch: Batch, out: StepOutput) -> None:
-        self.step += 1
+        self.state.step += 1
         if self._prediction is not None:  # check_with=steps: the step's weighted loss, computed anyway
-            self.window[0] += self._prediction
-            self.window[1] += float(batch.weighted_mean(out.losses))
-            self.window[2] += 1
+            self.state.window[0] += self._prediction
+            self.state.window[1] += float(batch.weighted_mean(out.losses))
+            self.state.window[2] += 1
             self._prediction = None
 
     # -- selection -------------------------------------------------------------------------------
     def _new_region(self) -> None:
-        ctx = self.context
+        ctx, st = self.context, self.state
         start = time.perf_counter()
         self._maybe_drop()
-        pool = torch.nonzero(self.pool).squeeze(1)
+        pool = torch.nonzero(st.pool).squeeze(1)
         subsets = stratified_subsets(pool, ctx.train.targets, self.params.subset_size(len(pool), ctx.batch_size),
-                                     self.num_coresets, self.generator)
+                                     st.num_coresets, self.generator)
         union = torch.cat(subsets)
         out = forward_in_batches(ctx.model, ctx.train, indices=union)
         ctx.log.count_forward(len(union))
@@ -207,28 +233,28 @@ class Crest(SeededStrategy):
         proxies = logit_gradients(out.logits, targets).cpu()
         losses = per_example_losses(out.logits, targets).cpu()
         self._record_losses(union, losses)
-        self.coreset, self.weights = minibatch_coresets(proxies, subsets, targets, ctx.batch_size)
-        self.subsets = union
+        st.coreset, st.weights = minibatch_coresets(proxies, subsets, targets, ctx.batch_size)
+        st.subsets = union
         picked = torch.arange(len(union))
         if self.params.check_size is not None and self.params.check_size < len(union):
             picked = torch.randperm(len(union), generator=self.generator)[: self.params.check_size]
-        self.checked = union[picked]
-        self.order, self.cursor = torch.randperm(len(self.coreset), generator=self.generator), 0
-        self.window = [0.0, 0.0, 0]
-        ctx.log.record(self.coreset, self.weights)
-        self.updates += 1
-        self.seconds["select"] += time.perf_counter() - start
+        st.checked = union[picked]
+        st.batches.shuffle(len(st.coreset), self.generator)
+        st.window = [0.0, 0.0, 0]
+        ctx.log.record(st.coreset, st.weights)
+        st.updates += 1
+        st.seconds["select"] += time.perf_counter() - start
         start = time.perf_counter()
         self._fit_quadratic(base_loss=float(losses[picked].mean()) if self.params.anchor_on_subsets else None)
-        self.seconds["approximate"] += time.perf_counter() - start
+        st.seconds["approximate"] += time.perf_counter() - start
 
     def _fit_quadratic(self, base_loss: float | None = None) -> None:
         """L₀, ĝ, ĥ of the weighted coreset loss (or of the subsets' loss), in batches of m in train mode;
         Hutchinson diagonal with the official code's exponential averages, never reset between regions.
         ``base_loss`` replaces the fitted L₀ (the anchor of ``anchor_on_subsets``)."""
-        ctx, p = self.context, self.params
-        points = self.coreset if p.approx_with_coreset else self.subsets
-        point_weights = self.weights if p.approx_with_coreset else torch.ones(len(points))
+        ctx, p, st = self.context, self.params, self.state
+        points = st.coreset if p.approx_with_coreset else st.subsets
+        point_weights = st.weights if p.approx_with_coreset else torch.ones(len(points))
         model, params = ctx.model, self._params()
         buffers = {k: v.clone() for k, v in model.named_buffers()}
         was_training = model.training
@@ -246,14 +272,14 @@ class Crest(SeededStrategy):
             x, y = ctx.train[idx]
             loss = Batch(idx, point_weights[start : start + m]).weighted_mean(per_example_losses(model(x), y))
             grads, diag = gradient_and_hessian_diagonal(loss, params, generator=self.generator)
-            self.ema_count += 1
-            bias1, bias2 = 1 - p.beta1 ** self.ema_count, 1 - p.beta2 ** self.ema_count
+            st.ema_count += 1
+            bias1, bias2 = 1 - p.beta1 ** st.ema_count, 1 - p.beta2 ** st.ema_count
             batch_hess = []
             for i, (g, d) in enumerate(zip(grads, diag, strict=True)):
-                self.ema_grad[i].mul_(p.beta1).add_(g, alpha=1 - p.beta1)
-                self.ema_hess[i].mul_(p.beta2).addcmul_(d, d, value=1 - p.beta2)
-                grad_sum[i].add_(self.ema_grad[i] / bias1, alpha=len(idx))
-                h = (self.ema_hess[i] / bias2).sqrt_().add_(p.hessian_eps)
+                st.ema_grad[i].mul_(p.beta1).add_(g, alpha=1 - p.beta1)
+                st.ema_hess[i].mul_(p.beta2).addcmul_(d, d, value=1 - p.beta2)
+                grad_sum[i].add_(st.ema_grad[i] / bias1, alpha=len(idx))
+                h = (st.ema_hess[i] / bias2).sqrt_().add_(p.hessian_eps)
                 hess_sum[i].add_(h, alpha=len(idx))
                 batch_hess.append(h)
             norms.append(float(_flat(batch_hess).norm()))
@@ -264,18 +290,18 @@ class Crest(SeededStrategy):
                 v.copy_(buffers[k])
         total = sum(len(points[start : start + m]) for start in starts)
         base = loss_sum / total if base_loss is None else base_loss
-        self.quadratic = QuadraticModel(base, _flat(grad_sum) / total, _flat(hess_sum) / total,
-                                        _flat([q.detach() for q in params]).clone())
+        st.quadratic = QuadraticModel(base, _flat(grad_sum) / total, _flat(hess_sum) / total,
+                                      _flat([q.detach() for q in params]).clone())
         h_norm = sum(norms) / len(norms)
-        if self.h0_norm is None:
-            self.h0_norm = h_norm
+        if st.h0_norm is None:
+            st.h0_norm = h_norm
         else:
-            self.interval = max(1, math.ceil(p.interval_mul * self.h0_norm / h_norm))
-            self.num_coresets = max(1, min(math.ceil(p.batch_num_mul * self.interval), self.steps_per_epoch))
+            st.interval = max(1, math.ceil(p.interval_mul * st.h0_norm / h_norm))
+            st.num_coresets = max(1, min(math.ceil(p.batch_num_mul * st.interval), self.steps_per_epoch))
 
     def predicted_loss(self) -> float:
         """F(δ) at the current parameters."""
-        return self.quadratic.predict(_flat([q.detach() for q in self._params()]))
+        return self.state.quadratic.predict(_flat([q.detach() for q in self._params()]))
 
     def _model_failed(self) -> bool:
         """The loss on the region's random subsets (or ``check_size`` of their points; or the steps' own losses
@@ -283,11 +309,11 @@ class Crest(SeededStrategy):
         ctx = self.context
         start = time.perf_counter()
         if self.params.check_with == "steps":
-            predicted_sum, actual_sum, count = self.window
-            self.window = [0.0, 0.0, 0]
+            predicted_sum, actual_sum, count = self.state.window
+            self.state.window = [0.0, 0.0, 0]
             failed = count > 0 and abs(actual_sum - predicted_sum) > self.params.check_thresh * actual_sum
             return self._checked(failed, start)
-        checked = self.checked.to(ctx.train.device)
+        checked = self.state.checked.to(ctx.train.device)
         if self.params.full_set_check:
             logits = forward_in_batches(ctx.model, ctx.train).logits[checked]
             ctx.log.count_forward(len(ctx.train))
@@ -299,29 +325,29 @@ class Crest(SeededStrategy):
 
     def _checked(self, failed: bool, start: float) -> bool:
         """Count a check that began at ``start``; a model that held doubles T₁ under ``grow_interval``."""
-        self.checks += 1
+        self.state.checks += 1
         if not failed and self.params.grow_interval:
-            self.interval = min(2 * self.interval, self.steps_per_epoch)
-        self.seconds["check"] += time.perf_counter() - start
+            self.state.interval = min(2 * self.state.interval, self.steps_per_epoch)
+        self.state.seconds["check"] += time.perf_counter() - start
         return failed
 
     # -- dropping learned examples -----------------------------------------------------------------
     def _record_losses(self, indices: Tensor, losses: Tensor) -> None:
         if self.params.drop_learned:
-            slot = (self.step // self.steps_per_epoch) % self.params.watch_interval
-            self.loss_table[slot, indices] = losses.float()
+            slot = (self.state.step // self.steps_per_epoch) % self.params.watch_interval
+            self.state.loss_table[slot, indices] = losses.float()
 
     def _maybe_drop(self) -> None:
-        p = self.params
-        epoch = self.step // self.steps_per_epoch
-        if not p.drop_learned or epoch - self.last_drop_epoch < p.drop_interval:
+        p, st = self.params, self.state
+        epoch = st.step // self.steps_per_epoch
+        if not p.drop_learned or epoch - st.last_drop_epoch < p.drop_interval:
             return
-        self.last_drop_epoch = epoch
-        subset = p.subset_size(int(self.pool.sum()), self.context.batch_size)
-        self.pool = drop_learned(self.pool, self.loss_table, self.context.train.targets.cpu(), p.drop_thresh,
-                                 minimum_per_class=math.ceil(subset / self.context.train.num_classes),
-                                 minimum_pool=self.min_pool)
-        self.loss_table.fill_(-1.0)
+        st.last_drop_epoch = epoch
+        subset = p.subset_size(int(st.pool.sum()), self.context.batch_size)
+        st.pool = drop_learned(st.pool, st.loss_table, self.context.train.targets.cpu(), p.drop_thresh,
+                               minimum_per_class=math.ceil(subset / self.context.train.num_classes),
+                               minimum_pool=self.min_pool)
+        st.loss_table.fill_(-1.0)
 
 
 def drop_learned(pool: Tensor, loss_table: Tensor, targets: Tensor, threshold: float, *, minimum_per_class: int,

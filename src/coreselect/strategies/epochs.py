@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from coreselect.strategies.base import SeededStrategy
+from coreselect.strategies.passes import ShuffledPass
 from coreselect.strategies.protocol import Batch, StepOutput
+from coreselect.strategies.registry import StrategyParams
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,16 @@ class EpochStrategy(SeededStrategy, ABC):
 
     name = "epoch-strategy"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, params: StrategyParams | None = None) -> None:
+        super().__init__(params)
         self._epoch = 0
         self._selection: Selection | None = None
-        self._order: Tensor | None = None
-        self._cursor = 0
+        self._pass = ShuffledPass()
+
+    @property
+    def normalises_batches(self) -> bool:
+        """Whether each batch's weights are rescaled to mean 1 (else they keep the selection's scale)."""
+        return False
 
     @abstractmethod
     def select(self, epoch: int) -> Selection | None:
@@ -51,40 +56,38 @@ class EpochStrategy(SeededStrategy, ABC):
             self._selection = selection
         if self._selection is None:
             raise RuntimeError(f"{type(self).__name__}.select returned None before any selection")
-        self._order = torch.randperm(len(self._selection.indices), generator=self.generator)
-        self._cursor = 0
+        self._pass.shuffle(len(self._selection.indices), self.generator)
         self._epoch += 1
 
     def batches(self) -> Iterator[Batch]:
         batch_size = self.context.batch_size
         while True:
-            if self._order is None or self._cursor >= len(self._order):
+            if self._selection is None or self._pass.remaining <= 0:
                 self._begin_epoch()
-            assert self._selection is not None and self._order is not None
-            positions = self._order[self._cursor : self._cursor + batch_size]
-            self._cursor += len(positions)
+            assert self._selection is not None
+            positions = self._pass.take(batch_size)
             weights = self._selection.weights
-            yield Batch(self._selection.indices[positions], None if weights is None else weights[positions])
+            batch = Batch(self._selection.indices[positions], None if weights is None else weights[positions])
+            yield batch.normalised() if self.normalises_batches else batch
 
     def planned(self) -> list[Tensor]:
         """Indices of the rest of the current pass's batches (the next selection comes after them)."""
-        if self._selection is None or self._order is None:
+        if self._selection is None:
             return []
-        rest, size = self._order[self._cursor :], self.context.batch_size
-        return [self._selection.indices[rest[i : i + size]] for i in range(0, len(rest), size)]
+        return [self._selection.indices[positions] for positions in self._pass.ahead(self.context.batch_size)]
 
     def state_dict(self) -> dict[str, Any]:
         sel = self._selection
         return {
             "generator": self.generator.get_state(),
             "epoch": self._epoch,
-            "cursor": self._cursor,
-            "order": self._order,
+            **self._pass.state_dict(),
             "selection": None if sel is None else {"indices": sel.indices, "weights": sel.weights},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        self._epoch, self._cursor, self._order = state["epoch"], state["cursor"], state["order"]
+        self._epoch = state["epoch"]
+        self._pass.load_state_dict(state)
         sel = state["selection"]
         self._selection = None if sel is None else Selection(sel["indices"], sel["weights"])

@@ -41,11 +41,7 @@ class GradMatch(PeriodicSelection):
     """Atoms are per-example (``per_class``) or per-mini-batch (``per_batch``) mean gradients; the budget
     left by an early stop of the pursuit is filled uniformly at random with weight 1."""
 
-    name = "gradmatch"
-
-    def __init__(self, params: GradMatchParams | None = None) -> None:
-        super().__init__()
-        self.params = params or GradMatchParams()
+    params: GradMatchParams
 
     @property
     def needs_validation_split(self) -> bool:

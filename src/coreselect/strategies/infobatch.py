@@ -74,11 +74,10 @@ def prune_to_budget(scores: Tensor, size: int, keep_ratio: float, generator: tor
 class InfoBatch(EpochStrategy):
     """See the module docstring."""
 
-    name = "infobatch"
+    params: InfoBatchParams
 
     def __init__(self, params: InfoBatchParams | None = None) -> None:
-        super().__init__()
-        self.params = params or InfoBatchParams()
+        super().__init__(params)
         self.trained = 0  # examples back-propagated so far (from observe): the budget share spent
 
     def scores(self) -> Tensor:

@@ -23,6 +23,7 @@ from torch import Tensor
 from coreselect.errors import InvalidInputError
 from coreselect.signals import forward_in_batches, logit_gradients, per_example_losses
 from coreselect.strategies.base import SeededStrategy
+from coreselect.strategies.passes import ShuffledPass
 from coreselect.strategies.protocol import Batch, StepOutput
 from coreselect.strategies.proxy import ProxyRecord, ProxyRequest
 from coreselect.strategies.registry import StrategyParams, register
@@ -44,11 +45,9 @@ class OnlineSelection(SeededStrategy):
     name = "online"
     params: OnlineParams
 
-    def __init__(self, params: OnlineParams) -> None:
-        super().__init__()
-        self.params = params
-        self.order = torch.zeros(0, dtype=torch.long)
-        self.cursor = 0
+    def __init__(self, params: OnlineParams | None = None) -> None:
+        super().__init__(params)
+        self.stream = ShuffledPass()  # over the training set: positions are training indices
         self.steps = 0  # steps observed: the step the next batch is for
 
     @property
@@ -63,20 +62,17 @@ class OnlineSelection(SeededStrategy):
 
     def candidates(self) -> Tensor:
         """The next n_B indices of the shuffled pass (a new pass when this one runs out)."""
-        n, size = len(self.context.train), self.candidate_count
-        if self.cursor + size > len(self.order):
-            self.order, self.cursor = torch.randperm(n, generator=self.generator), 0
-        chosen = self.order[self.cursor : self.cursor + size]
-        self.cursor += size
-        return chosen
+        size = self.candidate_count
+        if self.stream.remaining < size:
+            self.stream.shuffle(len(self.context.train), self.generator)
+        return self.stream.take(size)
 
     def planned(self) -> list[Tensor]:
         """The candidate sets of the rest of the shuffled pass, which the next steps will gather (PlansBatches;
         none when some candidates are scored from the signal cache and only the others gathered)."""
         if self.params.reuse_within or self.ctx is None:
             return []
-        size = self.candidate_count
-        return [self.order[c : c + size] for c in range(self.cursor, len(self.order) - size + 1, size)]
+        return self.stream.ahead(self.candidate_count, whole=True)
 
     def batches(self) -> Iterator[Batch]:
         while True:
@@ -118,20 +114,16 @@ class OnlineSelection(SeededStrategy):
         self.steps += 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "order": self.order, "cursor": self.cursor,
-                "steps": self.steps}
+        return {"generator": self.generator.get_state(), **self.stream.state_dict(), "steps": self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        self.order, self.cursor, self.steps = state["order"], state["cursor"], state.get("steps", 0)
+        self.stream.load_state_dict(state)
+        self.steps = state.get("steps", 0)
 
 
 @register("uniform", family="online", params=OnlineParams, summary="n_b uniformly random of n_B candidates")
 class Uniform(OnlineSelection):
-    name = "uniform"
-
-    def __init__(self, params: OnlineParams | None = None) -> None:
-        super().__init__(params or OnlineParams())
 
     def choose(self, candidates: Tensor) -> tuple[Tensor, Tensor | None]:
         return candidates[: self.selected], None  # the stream is already shuffled
@@ -139,10 +131,6 @@ class Uniform(OnlineSelection):
 
 @register("train-loss", family="online", params=OnlineParams, summary="the n_b candidates of highest loss")
 class TrainLoss(OnlineSelection):
-    name = "train-loss"
-
-    def __init__(self, params: OnlineParams | None = None) -> None:
-        super().__init__(params or OnlineParams())
 
     def score(self, candidates: Tensor) -> Tensor:
         return self.signal(candidates, "loss")
@@ -151,10 +139,6 @@ class TrainLoss(OnlineSelection):
 @register("grad-norm", family="online", params=OnlineParams,
           summary="the n_b candidates of largest logit-gradient norm ‖p − y‖₂")
 class GradNorm(OnlineSelection):
-    name = "grad-norm"
-
-    def __init__(self, params: OnlineParams | None = None) -> None:
-        super().__init__(params or OnlineParams())
 
     def score(self, candidates: Tensor) -> Tensor:
         return self.signal(candidates, "grad_norm")
@@ -163,8 +147,6 @@ class GradNorm(OnlineSelection):
 @register("grad-norm-is", family="online", params=OnlineParams,
           summary="n_b drawn with replacement ∝ ‖p − y‖₂, weighted 1/(n_B·q): unbiased importance sampling")
 class GradNormIS(GradNorm):
-    name = "grad-norm-is"
-
     def choose(self, candidates: Tensor) -> tuple[Tensor, Tensor | None]:
         q = importance_probabilities(self.score(candidates).cpu())
         drawn = torch.multinomial(q, self.selected, replacement=True, generator=self.generator)
@@ -188,7 +170,7 @@ class HoldoutScored(OnlineSelection):
 
     params: HoldoutParams
 
-    def __init__(self, params: HoldoutParams) -> None:
+    def __init__(self, params: HoldoutParams | None = None) -> None:
         super().__init__(params)
         self.holdout_logits: Tensor | None = None
         self.proxy_seconds = 0.0
@@ -215,10 +197,6 @@ class HoldoutScored(OnlineSelection):
 @register("irreducible-loss", family="online", params=HoldoutParams,
           summary="the n_b candidates of lowest loss under a model trained on the holdout split")
 class IrreducibleLoss(HoldoutScored):
-    name = "irreducible-loss"
-
-    def __init__(self, params: HoldoutParams | None = None) -> None:
-        super().__init__(params or HoldoutParams())
 
     def score(self, candidates: Tensor) -> Tensor:
         return -self.irreducible_loss(candidates)
@@ -227,10 +205,6 @@ class IrreducibleLoss(HoldoutScored):
 @register("rho-loss", family="online", params=HoldoutParams,
           summary="the n_b candidates of highest reducible holdout loss: CE − irreducible loss (RHO-LOSS)")
 class RhoLoss(HoldoutScored):
-    name = "rho-loss"
-
-    def __init__(self, params: HoldoutParams | None = None) -> None:
-        super().__init__(params or HoldoutParams())
 
     def score(self, candidates: Tensor) -> Tensor:
         return self.signal(candidates, "loss") - self.irreducible_loss(candidates)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Literal
 
 from pydantic import Field
 
@@ -16,12 +17,19 @@ class PeriodicParams(StrategyParams):
 
     select_every: int = Field(1, ge=1, description="compressed epochs between selections")
     warm_start_epochs: int = Field(0, ge=0, description="compressed epochs on uniform random subsets first")
+    batch_weights: Literal["batch", "selection"] = Field(
+        "batch", description="batch: weights rescaled to mean 1 within each mini-batch (CORDS; a few large "
+        "cluster weights cannot scale a step up); selection: mean 1 over the whole selection")
 
 
 class PeriodicSelection(EpochStrategy):
     """Uniform random subsets during the warm start, then :meth:`reselect` every ``select_every`` epochs."""
 
     params: PeriodicParams
+
+    @property
+    def normalises_batches(self) -> bool:
+        return self.params.batch_weights == "batch"
 
     def select(self, epoch: int) -> Selection | None:
         p, ctx = self.params, self.context

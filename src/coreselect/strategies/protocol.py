@@ -30,6 +30,13 @@ class Batch:
         """The batch loss: per-example ``losses`` weighted by the batch's weights, averaged."""
         return weighted(losses, self.weights).mean()
 
+    def normalised(self) -> Batch:
+        """The batch with its weights rescaled to mean 1 (the batch loss then a weighted average of its losses,
+        never larger than its largest one, as CORDS trains)."""
+        if self.weights is None:
+            return self
+        return Batch(self.indices, self.weights * (len(self.weights) / self.weights.sum().clamp_min(1e-12)))
+
     def head(self, n: int) -> Batch:
         """The first ``n`` examples of the batch (the whole batch if it has no more)."""
         if n >= len(self):

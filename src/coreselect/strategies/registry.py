@@ -42,11 +42,14 @@ def register(
     name: str, *, family: str, summary: str, params: type[StrategyParams] = NoParams, full_data: bool = False,
     reads_training_signals: bool = False,
 ) -> Callable[[Callable[[Any], Strategy]], Callable[[Any], Strategy]]:
-    """Class decorator: make a strategy creatable by ``name``; its constructor takes a ``params`` model."""
+    """Class decorator: make a strategy creatable by ``name``; its constructor takes a ``params`` model. A class
+    gets ``name`` and ``params_type`` (what its constructor defaults to) as class attributes."""
 
     def decorate(factory: Callable[[Any], Strategy]) -> Callable[[Any], Strategy]:
         if name in STRATEGIES:
             raise ValueError(f"strategy {name!r} registered twice")
+        if isinstance(factory, type):
+            factory.name, factory.params_type = name, params  # type: ignore[attr-defined]
         STRATEGIES[name] = StrategySpec(name, family, summary, params, factory, full_data, reads_training_signals)
         return factory
 

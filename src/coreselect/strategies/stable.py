@@ -43,11 +43,7 @@ class StableParams(PeriodicParams, SubsetParams):
 class Stable(PeriodicSelection):
     """Selects one weighted mini-batch coreset per training step of the epoch."""
 
-    name = "stable"
-
-    def __init__(self, params: StableParams | None = None) -> None:
-        super().__init__()
-        self.params = params or StableParams()
+    params: StableParams
 
     def reselect(self, k: int) -> Selection:
         p, ctx = self.params, self.context

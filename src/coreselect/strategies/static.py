@@ -106,9 +106,8 @@ class ScoredStatic(EpochStrategy):
 
     params: StaticParams
 
-    def __init__(self, params: StaticParams) -> None:
-        super().__init__()
-        self.params = params
+    def __init__(self, params: StaticParams | None = None) -> None:
+        super().__init__(params)
         self.scores: Tensor | None = None
         self.proxy_seconds = 0.0
 
@@ -159,10 +158,6 @@ def _required(value: Tensor | None, what: str) -> Tensor:
 @register("forgetting", family="static", params=StaticParams,
           summary="the most-forgotten examples of a full-data proxy run (Toneva et al.)")
 class Forgetting(ScoredStatic):
-    name = "forgetting"
-
-    def __init__(self, params: StaticParams | None = None) -> None:
-        super().__init__(params or StaticParams())
 
     def proxy_request(self) -> ProxyRequest:
         return ProxyRequest("dynamics", self.params.proxy_epochs, self.params.proxy_model)
@@ -179,11 +174,7 @@ class EarlyParams(StaticParams):
 @register("el2n", family="static", params=EarlyParams,
           summary="largest ‖p − y‖₂ early in training, averaged over proxy runs (Paul et al.)")
 class EL2N(ScoredStatic):
-    name = "el2n"
     params: EarlyParams
-
-    def __init__(self, params: EarlyParams | None = None) -> None:
-        super().__init__(params or EarlyParams())
 
     def proxy_request(self) -> ProxyRequest:
         return ProxyRequest("early", self.params.proxy_epochs, self.params.proxy_model, runs=self.params.proxy_runs)
@@ -195,8 +186,6 @@ class EL2N(ScoredStatic):
 @register("grand", family="static", params=EarlyParams,
           summary="largest last-layer gradient norm early in training, averaged over proxy runs")
 class GraNd(EL2N):
-    name = "grand"
-
     def score(self, record: ProxyRecord) -> Tensor:
         return _required(record.grand, "GraNd scores")
 
@@ -213,11 +202,7 @@ class LtcParams(StaticParams):
 @register("ltc", family="static", params=LtcParams,
           summary="loss trajectories most correlated with the validation loss of their class (LTC / CLD)")
 class LossTrajectoryCorrelation(ScoredStatic):
-    name = "ltc"
     params: LtcParams
-
-    def __init__(self, params: LtcParams | None = None) -> None:
-        super().__init__(params or LtcParams())
 
     def proxy_request(self) -> ProxyRequest:
         p = self.params
@@ -243,11 +228,7 @@ class SvpParams(StaticParams):
 @register("svp", family="static", params=SvpParams,
           summary="selection via proxy: a small model trained briefly picks by entropy or forgetting")
 class SelectionViaProxy(ScoredStatic):
-    name = "svp"
     params: SvpParams
-
-    def __init__(self, params: SvpParams | None = None) -> None:
-        super().__init__(params or SvpParams())
 
     def proxy_request(self) -> ProxyRequest:
         return ProxyRequest("dynamics", self.params.proxy_epochs, self.params.proxy_model)

@@ -45,21 +45,27 @@ class Embedding(Protocol):
         ...
 
 
-class EuclideanPoints:
-    """Rows of a matrix, compared by Euclidean distance."""
+class _Held:
+    """An embedding's dtype and device: those of the tensor it holds its points in (``held``)."""
 
-    def __init__(self, points: Tensor) -> None:
-        self.x = _finite("embedding", points)
-        self.n, self.dim = self.x.shape
-        self.sq = self.x.pow(2).sum(1)
+    held: Tensor
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.x.dtype
+        return self.held.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.x.device
+        return self.held.device
+
+
+class EuclideanPoints(_Held):
+    """Rows of a matrix, compared by Euclidean distance."""
+
+    def __init__(self, points: Tensor) -> None:
+        self.x = self.held = _finite("embedding", points)
+        self.n, self.dim = self.x.shape
+        self.sq = self.x.pow(2).sum(1)
 
     def select(self, indices: Tensor) -> EuclideanPoints:
         return EuclideanPoints(self.x[indices])
@@ -69,7 +75,7 @@ class EuclideanPoints:
         return out.add_(self.sq[rows][:, None]).clamp_(min=0.0)
 
 
-class LastLayerGradients:
+class LastLayerGradients(_Held):
     """Per-example gradients of the final linear layer, [e, vec(e hᵀ)] (or vec(e hᵀ) without bias),
     given by logit gradients ``e`` (n×C) and penultimate features ``h`` (n×d)."""
 
@@ -80,14 +86,7 @@ class LastLayerGradients:
         self.bias = bias
         self.n = self.e.shape[0]
         self.dim = self.e.shape[1] * self.h.shape[1] + (self.e.shape[1] if bias else 0)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.e.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.e.device
+        self.held = self.e
 
     def select(self, indices: Tensor) -> LastLayerGradients:
         return LastLayerGradients(self.e[indices], self.h[indices], self.bias)

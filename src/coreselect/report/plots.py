@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from coreselect.experiments.report import MethodSummary, setting_label
+from coreselect.experiments.config import setting_label
+from coreselect.report.tables import MethodSummary
+from coreselect.strategies.registry import STRATEGIES
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -39,7 +41,7 @@ def _by_setting(runs: list[StoredRun]) -> dict[str, dict[str, list[StoredRun]]]:
     groups: dict[str, dict[str, list[StoredRun]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         label = run.config.method_label
-        if run.config.strategy != "full":
+        if not STRATEGIES[run.config.strategy].full_data:
             label += f" b={run.config.train.budget:g}"
         groups[run.config.setting_key][label].append(run)
     return groups
@@ -118,26 +120,18 @@ def class_balance(store: ResultStore, runs: list[StoredRun]) -> Figure | None:
     shares of the training set, a panel per setting; methods that store no selections are left out."""
     from matplotlib import colormaps
 
-    from coreselect.experiments.runner import load_splits
-
-    targets_of: dict[tuple[str, int], np.ndarray] = {}
     shares: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        selections = store.selections(run.run_id)
-        key = (run.config.setting_key, run.config.seed)
-        if not selections and run.config.strategy != "full":
+        record = store.record(run.run_id, "class_counts")
+        if record is None:  # stored before runs recorded their class counts
             continue
-        if key not in targets_of:
-            targets_of[key] = load_splits(run.config).train.targets.cpu().numpy()
-        targets = targets_of[key]
-        classes = int(targets.max()) + 1
-        if run.config.strategy == "full":
-            counts = np.bincount(targets, minlength=classes)
-            label = "training set"
-        else:
-            indices = np.concatenate([np.asarray(s["indices"]) for s in selections])
-            counts = np.bincount(targets[indices], minlength=classes)
+        if STRATEGIES[run.config.strategy].full_data:
+            counts, label = np.asarray(record["training"]), "training set"
+        elif record["selected"] is not None:
+            counts = np.asarray(record["selected"])
             label = f"{run.config.method_label} b={run.config.train.budget:g}"
+        else:
+            continue
         shares[run.config.setting_key][label].append(counts / max(counts.sum(), 1))
     if not shares:
         return None
@@ -169,7 +163,7 @@ def frontier_plot(rows: list[MethodSummary]) -> Figure | None:
     from matplotlib import colormaps
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-    from coreselect.experiments.frontier import FRONTIER_METHODS, frontiers, setting_id
+    from coreselect.report.frontier import FRONTIER_METHODS, frontiers, setting_id
 
     lines = frontiers(rows)
     if not lines:

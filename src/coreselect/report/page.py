@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from coreselect.experiments import plots
-from coreselect.experiments.report import (
+from coreselect.report import plots
+from coreselect.report.tables import (
     MethodSummary,
     answer_tables,
     cost_floor_table,
@@ -74,7 +74,7 @@ def _figure(folder: Path, name: str, title: str, caption: str, figure: Figure | 
 def build_sections(store: ResultStore, folder: Path, *, targets: Sequence[float] = (),
                    relative: bool = False) -> list[Section]:
     """Every section the store has data for; plots are written into ``folder``."""
-    from coreselect.experiments.alignment import store_alignment_figure
+    from coreselect.report.alignment import store_alignment_figure
 
     runs = store.runs(status="done")
     proxies = proxy_seconds(store, runs)
@@ -158,7 +158,7 @@ def write_report(store: ResultStore, folder: str | Path, *, targets: Sequence[fl
     if not store.runs(status="done"):
         markdown.append(f"No finished runs in {store.path}.")
     (folder / "report.md").write_text("\n".join(markdown))
-    environment = Environment(loader=PackageLoader("coreselect.experiments", "templates"),
+    environment = Environment(loader=PackageLoader("coreselect.report", "templates"),
                               autoescape=select_autoescape(["html"]))
     page = environment.get_template("report.html.j2").render(title=title, store=html.escape(str(store.path)),
                                                               sections=sections)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from coreselect.experiments.report import MethodSummary
+    from coreselect.report.tables import MethodSummary
 
 FRONTIER_METHODS = ("random", "full")  # default random at any budget, and the full-data reference
 

@@ -6,7 +6,7 @@ Speed-up is the full run's mean cost over the method's, the cost being selection
 for strategies scored by proxy runs (static coresets, irreducible-loss models), the seconds of those runs.
 
 The answer table (:func:`answer_tables`) puts each method against random's wall-clock frontier
-(:mod:`coreselect.experiments.frontier`) and against its cost floor: the seconds of the no-grad forwards it
+(:mod:`coreselect.report.frontier`) and against its cost floor: the seconds of the no-grad forwards it
 asked for, at the per-example forward cost each run measured on its own model and data.
 """
 
@@ -21,7 +21,9 @@ from html import escape
 
 from tabulate import tabulate
 
-from coreselect.experiments.frontier import (
+from coreselect.experiments.config import setting_label
+from coreselect.experiments.store import ResultStore, StoredRun
+from coreselect.report.frontier import (
     BEYOND_FRONTIER,
     FRONTIER_METHODS,
     Frontier,
@@ -29,7 +31,6 @@ from coreselect.experiments.frontier import (
     frontiers,
     setting_id,
 )
-from coreselect.experiments.store import ResultStore, StoredRun
 from coreselect.strategies.registry import STRATEGIES
 from coreselect.train.forgetting import FORGETTING
 from coreselect.train.gradient_error import ABSOLUTE, RELATIVE
@@ -396,19 +397,6 @@ def _setting_headers(with_imbalance: bool) -> list[str]:
 def _setting_cells(setting: dict, with_imbalance: bool = False) -> list[str]:
     cells = [setting["dataset"], setting["model"], str(setting["train"]["epochs"]), f"{setting['label_noise']:g}"]
     return [*cells, f"{setting.get('imbalance', 1.0):g}"] if with_imbalance else cells
-
-
-def setting_label(setting: str | dict) -> str:
-    """A setting in a few words: dataset / model / epochs, then noise, imbalance and holdout when present."""
-    s = json.loads(setting) if isinstance(setting, str) else setting
-    parts = [s["dataset"], s["model"], f"{s['train']['epochs']} epochs"]
-    if s.get("label_noise", 0.0) > 0:
-        parts.append(f"{100 * s['label_noise']:g}% {s.get('noise_kind', 'symmetric')} noise")
-    if s.get("imbalance", 1.0) != 1.0:
-        parts.append(f"imbalance {s['imbalance']:g}")
-    if s.get("holdout_fraction", 0.0) > 0:
-        parts.append(f"holdout {s['holdout_fraction']:g}")
-    return " · ".join(parts)
 
 
 def instrumentation_table(store: ResultStore, runs: list[StoredRun], tablefmt: str = "github") -> str | None:
