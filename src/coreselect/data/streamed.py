@@ -221,9 +221,14 @@ class StreamedDataset(Labelled):
     def read_ahead(self, batches: Sequence[Tensor]) -> None:
         """Start reading these batches in the workers (but those a kept request holds); gathering them in this
         order then takes what they read. A gather of anything else drops the rest. No effect without workers."""
-        if self.workers > 0 and batches:
-            recent = self._recent()
-            self._pool().read_ahead([items for b in batches if not recent.holds(items := self._items(b))])
+        if self.workers == 0 or not batches:
+            return
+        recent, pool = self._recent(), self._pool()
+        wanted = [items for b in batches if not recent.holds(items := self._items(b))]
+        if wanted:
+            pool.read_ahead(wanted)
+        else:  # all of it was read lately: nothing for the workers to do
+            pool.ahead.clear()
 
     def _recent(self) -> _Recent:
         recent = self.__dict__.get("_last")

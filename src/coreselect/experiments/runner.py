@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,14 +17,14 @@ from coreselect.experiments.store import ResultStore, StoredRun
 from coreselect.models.zoo import check_model_fits, create_model
 from coreselect.seeding import derive_seed
 from coreselect.strategies.protocol import SelectionRound
-from coreselect.strategies.proxy import NeedsProxy, ProxyRequest
-from coreselect.strategies.registry import STRATEGIES, create_strategy
+from coreselect.strategies.proxy import ProxyRequest
+from coreselect.strategies.registry import STRATEGIES, create_strategy, strategy_spec, validate_params
 from coreselect.train.callbacks import Callback
 from coreselect.train.checkpoint import remove_checkpoint
 from coreselect.train.forgetting import ForgettingEvents
 from coreselect.train.gradient_error import GradientError
 from coreselect.train.noisy_share import NoisyShare
-from coreselect.train.proxies import provide_proxy, resolved
+from coreselect.train.proxies import provide_proxy, proxy_folder, resolved
 from coreselect.train.trainer import Trainer
 from coreselect.train.trajectory import TrajectoryStore
 
@@ -55,16 +53,17 @@ def load_splits(config: RunConfig) -> DataSplits:
 
 
 def proxy_request(config: RunConfig) -> ProxyRequest | None:
-    """The proxy runs ``config``'s strategy scores with, architecture and epochs resolved; None if none."""
-    strategy = create_strategy(config.strategy, **config.params)
-    request = strategy.proxy_request() if isinstance(strategy, NeedsProxy) else None
+    """The proxy runs ``config``'s strategy scores with (from its registered spec), architecture and epochs
+    resolved; None if none."""
+    spec = strategy_spec(config.strategy)
+    request = spec.proxy_request(validate_params(config.strategy, config.params))
     return None if request is None else resolved(request, config.model, config.train.epochs)
 
 
-def proxy_folder(store: ResultStore, config: RunConfig, request: ProxyRequest) -> Path:
-    """Where the proxy runs of ``request`` (resolved) for ``config``'s setting and seed are cached."""
-    key = json.dumps([config.setting_key, config.seed, request.identity()], sort_keys=True)
-    return store.path.parent / f"{store.path.name}.proxies" / hashlib.sha256(key.encode()).hexdigest()[:16]
+def proxy_cache(store: ResultStore, config: RunConfig, request: ProxyRequest) -> Path:
+    """Where ``config``'s proxy runs are cached: beside the store, shared by the runs of its setting and seed."""
+    return proxy_folder(store.path.parent / f"{store.path.name}.proxies", [config.setting_key, config.seed],
+                        request)
 
 
 def run_records(store: ResultStore, config: RunConfig, splits: DataSplits, selections: Sequence[SelectionRound],
@@ -78,7 +77,7 @@ def run_records(store: ResultStore, config: RunConfig, splits: DataSplits, selec
         "training": torch.bincount(targets, minlength=classes).tolist(),
         "selected": None if chosen is None else torch.bincount(targets[chosen], minlength=classes).tolist()}}
     folder = None if request is None or not request.needs_validation else \
-        proxy_folder(store, config, request) / "trajectories"
+        proxy_cache(store, config, request) / "trajectories"
     if folder is not None and (folder / "meta.json").is_file() and splits.val is not None:
         trajectories = TrajectoryStore.open(folder)
         records[ALIGNMENT] = alignment_record(
@@ -122,7 +121,7 @@ def run_experiment(
     if request is not None:
         provide_proxy(strategy, splits, lambda: create_model(config.model, splits.train.input_shape,
                                                              splits.train.num_classes),
-                      folder=proxy_folder(store, config, request), config=config.train, model_name=config.model,
+                      folder=proxy_cache(store, config, request), config=config.train, model_name=config.model,
                       seed=config.seed, device=resolve_device(device), remake=rerun)
     path = checkpoint_path(store, config)
     all_callbacks = list(callbacks)

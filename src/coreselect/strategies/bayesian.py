@@ -72,8 +72,9 @@ class BayesianSelection(HoldoutScored):
             self.zero_shot = load_zero_shot(p.zero_shot_path, p.zero_shot_temperature, ctx.train.num_classes)
             self.zero_shot.to(ctx.device)
 
-    def proxy_request(self) -> ProxyRequest | None:  # type: ignore[override]
-        return super().proxy_request() if self.params.validation == "holdout" else None
+    @classmethod
+    def request_for(cls, params: BayesianParams) -> ProxyRequest | None:  # type: ignore[override]
+        return super().request_for(params) if params.validation == "holdout" else None
 
     def validation_logits(self, candidates: Tensor, inputs: Tensor) -> Tensor:
         if self.zero_shot is not None:

@@ -175,8 +175,14 @@ class HoldoutScored(OnlineSelection):
         self.holdout_logits: Tensor | None = None
         self.proxy_seconds = 0.0
 
-    def proxy_request(self) -> ProxyRequest:
-        return ProxyRequest("holdout", self.params.holdout_epochs, self.params.holdout_model)
+    def proxy_request(self) -> ProxyRequest | None:
+        """The holdout model's run (NeedsProxy)."""
+        return self.request_for(self.params)
+
+    @classmethod
+    def request_for(cls, params: HoldoutParams) -> ProxyRequest | None:
+        """The proxy run a strategy of this class with ``params`` scores with (what the runner caches by)."""
+        return ProxyRequest("holdout", params.holdout_epochs, params.holdout_model)
 
     def provide(self, record: ProxyRecord) -> None:
         if record.holdout_logits is None:

@@ -57,7 +57,9 @@ class ProxyRecord:
 
 @runtime_checkable
 class NeedsProxy(Protocol):
-    """A strategy that is given a :class:`ProxyRecord` before training (unless it requests none)."""
+    """A strategy that is given a :class:`ProxyRecord` before training (unless it requests none). Its class
+    declares the request for given parameters (``request_for(params)``, read through the registered spec, so a
+    runner knows the proxy runs without creating the strategy); ``proxy_request()`` is that of its own."""
 
     def proxy_request(self) -> ProxyRequest | None: ...
 

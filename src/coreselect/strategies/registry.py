@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from coreselect.errors import UnknownNameError
 from coreselect.strategies.protocol import Strategy
+from coreselect.strategies.proxy import ProxyRequest
 from coreselect.validation import validated
 
 
@@ -33,6 +34,12 @@ class StrategySpec:
     factory: Callable[[Any], Strategy]
     full_data: bool = False  # trains on every example: the run's budget is 1 whatever is asked
     reads_training_signals: bool = False  # scores from the training-signal cache (no selection forward)
+
+    def proxy_request(self, params: StrategyParams | None = None) -> ProxyRequest | None:
+        """The proxy runs this strategy scores with under ``params`` (default: its defaults), as its class's
+        ``request_for`` declares them; None when it needs none. No strategy is created."""
+        request_for = getattr(self.factory, "request_for", None)
+        return None if request_for is None else request_for(self.params() if params is None else params)
 
 
 STRATEGIES: dict[str, StrategySpec] = {}
@@ -70,12 +77,11 @@ def validate_params(name: str, params: dict[str, Any] | None = None) -> BaseMode
 def capabilities(name: str) -> list[str]:
     """What strategy ``name`` (with default parameters) declares it needs or offers beyond the protocol."""
     from coreselect.strategies.protocol import NeedsFeatures, NeedsValidation, PlansBatches, ReportsMetrics
-    from coreselect.strategies.proxy import NeedsProxy
 
     strategy = create_strategy(name)
     declared = {
         "validation split": isinstance(strategy, NeedsValidation) and strategy.needs_validation_split,
-        "proxy run": isinstance(strategy, NeedsProxy) and strategy.proxy_request() is not None,
+        "proxy run": strategy_spec(name).proxy_request() is not None,
         "step features": isinstance(strategy, NeedsFeatures),
         "plans batches": isinstance(strategy, PlansBatches),
         "reports metrics": isinstance(strategy, ReportsMetrics),

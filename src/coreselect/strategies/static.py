@@ -111,9 +111,14 @@ class ScoredStatic(EpochStrategy):
         self.scores: Tensor | None = None
         self.proxy_seconds = 0.0
 
-    @abstractmethod
     def proxy_request(self) -> ProxyRequest:
-        """The proxy runs this strategy scores with."""
+        """The proxy runs this strategy scores with (NeedsProxy)."""
+        return self.request_for(self.params)
+
+    @classmethod
+    @abstractmethod
+    def request_for(cls, params: StaticParams) -> ProxyRequest:
+        """The proxy runs a strategy of this class with ``params`` scores with (what the runner caches by)."""
 
     @abstractmethod
     def score(self, record: ProxyRecord) -> Tensor:
@@ -159,8 +164,9 @@ def _required(value: Tensor | None, what: str) -> Tensor:
           summary="the most-forgotten examples of a full-data proxy run (Toneva et al.)")
 class Forgetting(ScoredStatic):
 
-    def proxy_request(self) -> ProxyRequest:
-        return ProxyRequest("dynamics", self.params.proxy_epochs, self.params.proxy_model)
+    @classmethod
+    def request_for(cls, params: StaticParams) -> ProxyRequest:
+        return ProxyRequest("dynamics", params.proxy_epochs, params.proxy_model)
 
     def score(self, record: ProxyRecord) -> Tensor:
         return _required(record.forgetting, "forgetting counts")
@@ -176,8 +182,9 @@ class EarlyParams(StaticParams):
 class EL2N(ScoredStatic):
     params: EarlyParams
 
-    def proxy_request(self) -> ProxyRequest:
-        return ProxyRequest("early", self.params.proxy_epochs, self.params.proxy_model, runs=self.params.proxy_runs)
+    @classmethod
+    def request_for(cls, params: EarlyParams) -> ProxyRequest:
+        return ProxyRequest("early", params.proxy_epochs, params.proxy_model, runs=params.proxy_runs)
 
     def score(self, record: ProxyRecord) -> Tensor:
         return _required(record.el2n, "EL2N scores")
@@ -204,10 +211,10 @@ class LtcParams(StaticParams):
 class LossTrajectoryCorrelation(ScoredStatic):
     params: LtcParams
 
-    def proxy_request(self) -> ProxyRequest:
-        p = self.params
-        return ProxyRequest("dynamics", p.proxy_epochs, p.proxy_model, record_every=p.record_every,
-                            train_losses=p.train_losses, needs_validation=True)
+    @classmethod
+    def request_for(cls, params: LtcParams) -> ProxyRequest:
+        return ProxyRequest("dynamics", params.proxy_epochs, params.proxy_model, record_every=params.record_every,
+                            train_losses=params.train_losses, needs_validation=True)
 
     def score(self, record: ProxyRecord) -> Tensor:
         train = _required(record.train_trajectories, "loss trajectories")
@@ -230,8 +237,9 @@ class SvpParams(StaticParams):
 class SelectionViaProxy(ScoredStatic):
     params: SvpParams
 
-    def proxy_request(self) -> ProxyRequest:
-        return ProxyRequest("dynamics", self.params.proxy_epochs, self.params.proxy_model)
+    @classmethod
+    def request_for(cls, params: SvpParams) -> ProxyRequest:
+        return ProxyRequest("dynamics", params.proxy_epochs, params.proxy_model)
 
     def score(self, record: ProxyRecord) -> Tensor:
         if self.params.criterion == "forgetting":

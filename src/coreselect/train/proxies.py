@@ -22,7 +22,7 @@ import json
 import pickle
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -53,6 +53,13 @@ def _train(model: nn.Module, train: Examples, config: TrainConfig, *, val: Examp
     probe = val if val is not None else train.subset(torch.arange(min(len(train), 256)))  # evaluated once, unused
     Trainer(model, create_strategy("full"), train, probe, config, val=val, seed=seed,
             device=device, callbacks=callbacks, progress_bar=False).fit()
+
+
+def proxy_folder(root: str | Path, key: Sequence[object], request: ProxyRequest) -> Path:
+    """Where the proxy runs of ``request`` (resolved) are cached under ``root`` for the data ``key`` names (JSON
+    values: a benchmark's setting and seed), so that every run of that data shares them."""
+    identity = json.dumps([*key, request.identity()], sort_keys=True)
+    return Path(root) / hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 def resolved(request: ProxyRequest, model_name: str | None, epochs: int) -> ProxyRequest:
