@@ -127,6 +127,23 @@ def test_batch_weights_have_mean_one_within_each_batch_unless_kept_at_the_select
         assert float(normalised.weighted_mean(losses)) <= float(losses.max()) + 1e-6
 
 
+@pytest.mark.parametrize("name", ["craig", "gradmatch"])
+def test_max_weight_clips_the_selections_weights_and_rescales_them_to_mean_one(name: str) -> None:
+    def first_round(cap: float | None):
+        ctx = _context()
+        strategy = create_strategy(name, max_weight=cap)
+        strategy.setup(ctx)
+        next(strategy.batches())
+        return ctx.log.rounds[0]
+
+    plain = first_round(None)
+    cap = (1.0 + float(plain.weights.max())) / 2  # between the mean and the largest weight: some are clipped
+    clipped = first_round(cap)
+    assert torch.equal(plain.indices, clipped.indices) and float(plain.weights.max()) > cap > 1.0
+    expected = plain.weights.clamp(max=cap)
+    torch.testing.assert_close(clipped.weights, expected * len(expected) / expected.sum())
+
+
 def test_glister_selects_each_class_in_proportion_against_its_own_validation_examples() -> None:
     ctx = _context()
     strategy = create_strategy("glister")

@@ -10,6 +10,7 @@ from pydantic import Field
 from coreselect.strategies.epochs import EpochStrategy, Selection
 from coreselect.strategies.gradient_features import uniform_subset
 from coreselect.strategies.registry import StrategyParams
+from coreselect.submodular import normalise_weights
 
 
 class PeriodicParams(StrategyParams):
@@ -20,6 +21,8 @@ class PeriodicParams(StrategyParams):
     batch_weights: Literal["batch", "selection"] = Field(
         "batch", description="batch: weights rescaled to mean 1 within each mini-batch (CORDS; a few large "
         "cluster weights cannot scale a step up); selection: mean 1 over the whole selection")
+    max_weight: float | None = Field(None, gt=1, description="clip weights at this multiple of their mean (1), "
+                                     "then rescale to mean 1: no example outweighs a batch (None: unclipped)")
 
 
 class PeriodicSelection(EpochStrategy):
@@ -41,6 +44,8 @@ class PeriodicSelection(EpochStrategy):
         if (epoch - p.warm_start_epochs) % p.select_every:
             return None
         selection = self.reselect(k)
+        if p.max_weight is not None and selection.weights is not None:
+            selection = Selection(selection.indices, normalise_weights(selection.weights.clamp(max=p.max_weight)))
         ctx.log.record(selection.indices, selection.weights)
         return selection
 
