@@ -41,13 +41,15 @@ def _same_run(a: ResultStore, b: ResultStore, run_id: str) -> None:
 
 def test_every_strategy_selects_on_a_streamed_dataset_what_it_selects_in_memory(npz_root: Path,
                                                                                  tmp_path: Path) -> None:
-    memory, streamed = ResultStore(tmp_path / "memory.db"), ResultStore(tmp_path / "streamed.db")
+    memory = ResultStore(tmp_path / "memory.db")
+    streamed = {workers: ResultStore(tmp_path / f"streamed-{workers}.db") for workers in (0, 2)}
     for name in STRATEGIES:
         config = _config(name, npz_root, None)
-        assert _config(name, npz_root, 0).run_id == config.run_id  # how the data is read is not the run's identity
         run_experiment(config, memory, progress_bar=False)
-        run_experiment(_config(name, npz_root, 0), streamed, progress_bar=False)
-        _same_run(memory, streamed, config.run_id)
+        for workers, store in streamed.items():  # read in this process, and through DataLoader workers
+            assert _config(name, npz_root, workers).run_id == config.run_id  # not part of the run's identity
+            run_experiment(_config(name, npz_root, workers), store, progress_bar=False)
+            _same_run(memory, store, config.run_id)
 
 
 @pytest.mark.parametrize("name", ["crest", "rho-loss", "random", "train-loss"])
