@@ -271,16 +271,17 @@ class StreamedDataset(Labelled):
         if (held := recent.find(items)) is not None:
             yield from held.split(batch_size)
             return
-        parts: list[Tensor] | None = []
-        read = 0
+        kept: Tensor | None = None  # the whole request's inputs, when they fit: allocated once, filled in place
+        filled = 0
         for x, _ in self._load([items[i:i + batch_size] for i in range(0, len(items), batch_size)]):
-            read += _bytes(x)
-            parts = parts if parts is not None and read <= RECENT_BYTES else None
-            if parts is not None:
-                parts.append(x)
+            if filled == 0 and len(x) and len(items) * _bytes(x) // len(x) <= RECENT_BYTES:
+                kept = x.new_empty((len(items), *x.shape[1:]))
+            if kept is not None:
+                kept[filled : filled + len(x)] = x
+            filled += len(x)
             yield x
-        if parts:
-            recent.keep(items, torch.cat(parts), forward=True)
+        if kept is not None:
+            recent.keep(items, kept, forward=True)
 
     # -- the InMemoryDataset interface ---------------------------------------------------------------
     @property
