@@ -198,3 +198,42 @@ def test_ccs_keeps_class_quotas_and_is_seeded() -> None:
     a = coverage_centric(scores, targets, 100, beta=0.2, generator=torch.Generator().manual_seed(5))
     b = coverage_centric(scores, targets, 100, beta=0.2, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and torch.bincount(targets[a], minlength=4).tolist() == [25, 25, 25, 25]
+
+
+@pytest.mark.parametrize("name", ["el2n", "ltc"])
+def test_ccs_drops_the_hardest_end_of_each_score(name: str) -> None:
+    """EL2N's hardest are its highest scores; LTC's are its lowest (the least aligned with the validation loss):
+    a CCS selection never holds the hardest beta share of its class, and a top-k selection is the highest."""
+    data = _data(0)
+    scores = torch.rand(len(data), generator=torch.Generator().manual_seed(3))
+    picked = {}
+    for rule in ("ccs", "top"):
+        strategy = create_strategy(name, rule=rule, ccs_beta=0.5, class_balanced=True)
+        trainer = Trainer(create_model("mlp", (1, 8, 8), 4), strategy, data, _data(1),
+                          TrainConfig(epochs=1, budget=0.2, eval_points=1), progress_bar=False)
+        strategy.setup(trainer.context)
+        strategy.use_scores(scores)
+        picked[rule] = strategy.select(0).indices
+    difficulty = scores if name == "el2n" else -scores
+    for c in range(4):
+        members = (data.targets == c).nonzero().squeeze(1)
+        hardest = set(members[torch.argsort(difficulty[members], descending=True)[:len(members) // 2]].tolist())
+        chosen = [i for i in picked["ccs"].tolist() if int(data.targets[i]) == c]
+        assert chosen and not hardest & set(chosen)
+        top = [i for i in picked["top"].tolist() if int(data.targets[i]) == c]  # top-k: the class's highest
+        assert set(top) == set(members[torch.topk(scores[members], len(top)).indices].tolist())
+
+
+@pytest.mark.parametrize(("budget", "beta"), [(0.02, 0.3), (0.2, 0.1)])
+def test_ccs_drops_more_of_the_hardest_end_from_a_smaller_coreset(budget: float, beta: float) -> None:
+    data = _data(0)
+    scores = torch.rand(len(data), generator=torch.Generator().manual_seed(4))
+    strategy = create_strategy("el2n", rule="ccs", class_balanced=False)
+    trainer = Trainer(create_model("mlp", (1, 8, 8), 4), strategy, data, _data(1),
+                      TrainConfig(epochs=1, budget=budget, eval_points=1), progress_bar=False)
+    strategy.setup(trainer.context)
+    strategy.use_scores(scores)
+    chosen = strategy.select(0).indices
+    assert strategy.ccs_beta() == beta and len(chosen) == round(budget * len(data))
+    hardest = set(torch.topk(scores, int(beta * len(data))).indices.tolist())
+    assert not hardest & set(chosen.tolist())

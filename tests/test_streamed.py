@@ -223,7 +223,7 @@ def test_an_image_folder_decoded_when_read_gives_the_run_it_gives_in_memory(tmp_
     _same_run(*stores, config.run_id)
 
 
-def test_the_cli_trains_an_image_folder_read_by_workers_with_augmentation_in_bf16(tmp_path: Path) -> None:
+def test_the_cli_trains_an_image_folder_read_by_workers_with_augmentation_in_bf16_clipped(tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -231,13 +231,13 @@ def test_the_cli_trains_an_image_folder_read_by_workers_with_augmentation_in_bf1
     command = [sys.executable, "-m", "coreselect", "train", "--dataset", "imagefolder", "--data-root", str(tmp_path),
                "--augment", "crop-flip", "--workers", "2", "--precision", "bf16", "--strategy", "crest",
                "--budget", "0.3", "--epochs", "1", "--model", "cnn", "--batch-size", "8", "--eval-points", "1",
-               "--store", str(tmp_path / "runs.db"), "--no-progress"]
+               "--clip-norm", "5", "--store", str(tmp_path / "runs.db"), "--no-progress"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     run = ResultStore(tmp_path / "runs.db").runs()[0]
     assert run.status == "done" and run.examples == round(0.3 * 80)
     assert run.config.train.augment == "crop-flip" and run.config.train.precision == "bf16"
-    assert run.config.workers == 2
+    assert run.config.workers == 2 and run.config.train.clip_norm == 5.0
 
 
 def test_forwards_are_kept_within_their_bytes_and_a_request_within_one_or_the_last_gather_reads_nothing(

@@ -100,6 +100,9 @@ def train(
         str, typer.Option(help="augmentation of training batches (selection forwards never see it): none, crop-flip")
     ] = "none",
     precision: Annotated[str, typer.Option(help="fp32, or bf16 autocast for training and selection forwards")] = "fp32",
+    clip_norm: Annotated[
+        float | None, typer.Option(help="clip each step's gradient to this global L2 norm (default: no clipping)")
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(help="read the data on demand through a DataLoader with N worker processes (0: this process) "
@@ -116,7 +119,7 @@ def train(
         holdout_fraction=holdout, num_classes=num_classes, threads=threads, workers=workers,
         train={"epochs": epochs, "budget": budget, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
                "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule, "eval_points": eval_points,
-               "augment": augment, "precision": precision},
+               "augment": augment, "precision": precision, "clip_norm": clip_norm},
     )
     if nproc != 1 and not distributed.launched_by_torchrun():  # the configuration is valid: start the job
         raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:]), device))

@@ -90,9 +90,13 @@ class RunConfig(BaseModel):
 
 
 def setting_label(setting: str | dict) -> str:
-    """A setting in a few words: dataset / model / epochs, then noise, imbalance and holdout when present."""
+    """A setting in a few words: dataset / model / epochs, the training settings off their defaults, then noise,
+    imbalance and holdout when present."""
     s = json.loads(setting) if isinstance(setting, str) else setting
     parts = [s["dataset"], s["model"], f"{s['train']['epochs']} epochs"]
+    defaults = TrainConfig().model_dump()
+    parts += [f"{k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+              for k, v in s["train"].items() if k not in ("epochs", "budget") and v != defaults.get(k)]
     if s.get("label_noise", 0.0) > 0:
         parts.append(f"{100 * s['label_noise']:g}% {s.get('noise_kind', 'symmetric')} noise")
     if s.get("imbalance", 1.0) != 1.0:

@@ -11,7 +11,7 @@ ScheduleName = Literal["onecycle", "cosine", "step", "constant"]
 AugmentName = Literal["none", "crop-flip"]
 PrecisionName = Literal["fp32", "bf16"]
 # Fields added later: left out of run identities while at their default, so that earlier runs keep theirs.
-LATER_TRAIN_FIELDS: dict[str, object] = {"augment": "none", "precision": "fp32"}
+LATER_TRAIN_FIELDS: dict[str, object] = {"augment": "none", "precision": "fp32", "clip_norm": None}
 
 
 class TrainConfig(BaseModel):
@@ -37,6 +37,9 @@ class TrainConfig(BaseModel):
                                  "forwards): none, or crop-flip (CIFAR-style random crop with padding 4 and flip)")
     precision: PrecisionName = Field("fp32", description="fp32, or bf16 autocast for training and selection "
                                      "forwards (losses, gradients of the selection and weights stay in fp32)")
+    clip_norm: float | None = Field(None, gt=0.0, description="clip each step's gradient to this global L2 norm "
+                                    "before the optimizer steps (None: no clipping); keeps short runs on small "
+                                    "coresets from diverging at the LR peak")
 
     def defaulted_later_fields(self) -> set[str]:
         """The fields added later that are at their default (left out of run identities)."""

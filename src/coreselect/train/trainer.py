@@ -234,6 +234,8 @@ class Trainer:
             self._stop_on_non_finite(value)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.config.clip_norm is not None:  # after backward: under DDP every rank clips the same reduced gradient
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
         self.optimizer.step()
         s.loss_sum += value
         s.loss_count += 1
