@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -29,7 +29,7 @@ from coreselect.errors import InvalidInputError
 from coreselect.seeding import derive_seed
 from coreselect.signals.trajectory import Aggregation, trajectory_correlation
 from coreselect.strategies.epochs import EpochStrategy, Selection
-from coreselect.strategies.proxy import ProxyRecord, ProxyRequest, TrainLossSource
+from coreselect.strategies.proxy import ProxyKind, ProxyRecord, ProxyRequest, TrainLossSource
 from coreselect.strategies.registry import StrategyParams, register
 from coreselect.submodular.facility_location import class_quotas
 
@@ -125,10 +125,17 @@ class ScoredStatic(EpochStrategy):
         """The proxy runs this strategy scores with (NeedsProxy)."""
         return self.request_for(self.params)
 
+    proxy_kind: ClassVar[ProxyKind] = "dynamics"  # what the proxy runs record
+
     @classmethod
-    @abstractmethod
     def request_for(cls, params: StaticParams) -> ProxyRequest:
         """The proxy runs a strategy of this class with ``params`` scores with (what the runner caches by)."""
+        return ProxyRequest(cls.proxy_kind, params.proxy_epochs, params.proxy_model, **cls.request_options(params))
+
+    @classmethod
+    def request_options(cls, params: StaticParams) -> dict[str, Any]:
+        """Further :class:`ProxyRequest` fields of this class's proxy runs (none by default)."""
+        return {}
 
     @abstractmethod
     def score(self, record: ProxyRecord) -> Tensor:
@@ -181,11 +188,6 @@ def _required(value: Tensor | None, what: str) -> Tensor:
 @register("forgetting", family="static", params=StaticParams,
           summary="the most-forgotten examples of a full-data proxy run (Toneva et al.)")
 class Forgetting(ScoredStatic):
-
-    @classmethod
-    def request_for(cls, params: StaticParams) -> ProxyRequest:
-        return ProxyRequest("dynamics", params.proxy_epochs, params.proxy_model)
-
     def score(self, record: ProxyRecord) -> Tensor:
         return _required(record.forgetting, "forgetting counts")
 
@@ -199,10 +201,11 @@ class EarlyParams(StaticParams):
           summary="largest ‖p − y‖₂ early in training, averaged over proxy runs (Paul et al.)")
 class EL2N(ScoredStatic):
     params: EarlyParams
+    proxy_kind = "early"
 
     @classmethod
-    def request_for(cls, params: EarlyParams) -> ProxyRequest:
-        return ProxyRequest("early", params.proxy_epochs, params.proxy_model, runs=params.proxy_runs)
+    def request_options(cls, params: EarlyParams) -> dict[str, Any]:  # type: ignore[override]
+        return {"runs": params.proxy_runs}
 
     def score(self, record: ProxyRecord) -> Tensor:
         return _required(record.el2n, "EL2N scores")
@@ -231,9 +234,8 @@ class LossTrajectoryCorrelation(ScoredStatic):
     higher_is_harder = False  # the most aligned are kept; the conflicting (often mislabelled) are the hardest
 
     @classmethod
-    def request_for(cls, params: LtcParams) -> ProxyRequest:
-        return ProxyRequest("dynamics", params.proxy_epochs, params.proxy_model, record_every=params.record_every,
-                            train_losses=params.train_losses, needs_validation=True)
+    def request_options(cls, params: LtcParams) -> dict[str, Any]:  # type: ignore[override]
+        return {"record_every": params.record_every, "train_losses": params.train_losses, "needs_validation": True}
 
     def score(self, record: ProxyRecord) -> Tensor:
         train = _required(record.train_trajectories, "loss trajectories")
@@ -255,10 +257,6 @@ class SvpParams(StaticParams):
           summary="selection via proxy: a small model trained briefly picks by entropy or forgetting")
 class SelectionViaProxy(ScoredStatic):
     params: SvpParams
-
-    @classmethod
-    def request_for(cls, params: SvpParams) -> ProxyRequest:
-        return ProxyRequest("dynamics", params.proxy_epochs, params.proxy_model)
 
     def score(self, record: ProxyRecord) -> Tensor:
         if self.params.criterion == "forgetting":
