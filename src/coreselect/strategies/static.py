@@ -88,8 +88,8 @@ def coverage_centric(scores: Tensor, targets: Tensor, k: int, *, beta: float, st
                       lambda s, q: _stratified_sample(s, q, beta, strata, generator))
 
 
-# CCS's default hard cut-off by coreset share (measured on the `sizes` preset: β 0.3 lifts 1 % coresets by 1.7-4 points
-# over β 0.1 for EL2N and forgetting, and costs 0.8-3.7 points at 5 %)
+# CCS's default hard cut-off by coreset share (measured on `sizes`, 3 seeds: at 1 % β 0.3 over β 0.1 lifts EL2N by 4.0
+# points and forgetting by 1.7, LTC loses 1.4; at 5 % β 0.3 costs EL2N and GraNd 0.8 points, β 0.5 costs 3.7)
 CCS_SMALL_SHARE, CCS_SMALL_BETA, CCS_BETA = 0.05, 0.3, 0.1
 
 
@@ -115,6 +115,7 @@ class ScoredStatic(EpochStrategy):
     # Whether a higher score means a harder example (forgetting, EL2N, GraNd, entropy): CCS drops the hardest.
     # A score of value (LTC's alignment with the validation loss) is not one: its hardest are its lowest.
     higher_is_harder: ClassVar[bool] = True
+    proxy_kind: ClassVar[ProxyKind] = "dynamics"  # what the proxy runs record
 
     def __init__(self, params: StaticParams | None = None) -> None:
         super().__init__(params)
@@ -124,8 +125,6 @@ class ScoredStatic(EpochStrategy):
     def proxy_request(self) -> ProxyRequest:
         """The proxy runs this strategy scores with (NeedsProxy)."""
         return self.request_for(self.params)
-
-    proxy_kind: ClassVar[ProxyKind] = "dynamics"  # what the proxy runs record
 
     @classmethod
     def request_for(cls, params: StaticParams) -> ProxyRequest:
