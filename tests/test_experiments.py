@@ -165,3 +165,14 @@ def test_the_run_side_never_imports_the_report_package() -> None:
                                "print(sorted(m for m in sys.modules if m.startswith('coreselect.report')))"],
         capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_a_setting_label_names_the_training_settings_off_their_defaults() -> None:
+    from coreselect.experiments.config import setting_label
+
+    plain = RunConfig.create(train={"epochs": 20, "budget": 0.1})
+    clipped = RunConfig.create(train={"epochs": 20, "budget": 0.1, "clip_norm": 5.0, "lr": 0.05})
+    assert setting_label(plain.setting_key) == "fashion-mnist · lenet · 20 epochs"
+    assert setting_label(clipped.setting_key) == "fashion-mnist · lenet · 20 epochs · clip norm 5 · lr 0.05"
+    assert plain.run_id != clipped.run_id and plain.setting_key != clipped.setting_key
+    assert RunConfig.create(train={"epochs": 20, "budget": 0.1, "clip_norm": None}).run_id == plain.run_id
