@@ -95,7 +95,7 @@ def setting_label(setting: str | dict) -> str:
     s = json.loads(setting) if isinstance(setting, str) else setting
     parts = [s["dataset"], s["model"], f"{s['train']['epochs']} epochs"]
     defaults = TrainConfig().model_dump()
-    parts += [f"{k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+    parts += [f"{k.replace('_', ' ')} {format(v, 'g') if isinstance(v, float) else v}"
               for k, v in s["train"].items() if k not in ("epochs", "budget") and v != defaults.get(k)]
     if s.get("label_noise", 0.0) > 0:
         parts.append(f"{100 * s['label_noise']:g}% {s.get('noise_kind', 'symmetric')} noise")
