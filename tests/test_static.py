@@ -3,6 +3,7 @@ forgetting, class-balanced top-k, and the proxy runs the runner makes and caches
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from coreselect.data import InMemoryDataset
 from coreselect.experiments import ResultStore, RunConfig, run_experiment
 from coreselect.experiments.alignment import aligned_examples, alignment_record
 from coreselect.models import create_model
+from coreselect.notes import LOG
 from coreselect.report import plots
 from coreselect.report.alignment import plot_alignment, store_alignment_figure
 from coreselect.signals import pairwise_trajectory_correlation, trajectory_correlation
@@ -237,3 +239,30 @@ def test_ccs_drops_more_of_the_hardest_end_from_a_smaller_coreset(budget: float,
     assert strategy.ccs_beta() == beta and len(chosen) == round(budget * len(data))
     hardest = set(torch.topk(scores, int(beta * len(data))).indices.tolist())
     assert not hardest & set(chosen.tolist())
+
+
+@pytest.mark.parametrize(("name", "rule", "budget", "noted"),
+                         [("el2n", "top", 0.2, True), ("el2n", "top", 0.5, False), ("el2n", "ccs", 0.2, False),
+                          ("ltc", "top", 0.2, False)])
+def test_the_top_k_hardest_rule_at_a_small_coreset_is_noted(name: str, rule: str, budget: float,
+                                                            noted: bool) -> None:
+    """Keeping the hardest few examples is the known failure of difficulty scores at high pruning rates: the
+    user is told, and pointed to CCS; a larger coreset, the CCS rule and a score of value (LTC) are not noted."""
+    data = _data(0)
+    strategy = create_strategy(name, rule=rule)
+    trainer = Trainer(create_model("mlp", (1, 8, 8), 4), strategy, data, _data(1),
+                      TrainConfig(epochs=1, budget=budget, eval_points=1), progress_bar=False)
+    strategy.setup(trainer.context)
+    strategy.use_scores(torch.rand(len(data), generator=torch.Generator().manual_seed(2)))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append  # type: ignore[method-assign]
+    level = LOG.level
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    try:
+        strategy.select(0)
+    finally:
+        LOG.removeHandler(handler)
+        LOG.setLevel(level)
+    assert any("rule=ccs" in r.getMessage() for r in records) is noted
