@@ -37,7 +37,7 @@ demo: setup  # every strategy once on Fashion-MNIST, then the report in runs/dem
 
 test: setup browser
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
