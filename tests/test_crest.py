@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from conftest import make_blobs
 from coreselect.data import InMemoryDataset
+from coreselect.errors import InvalidInputError
 from coreselect.models import create_model
 from coreselect.signals import gradient_and_hessian_diagonal
 from coreselect.strategies import Budget, Context, StepOutput, create_strategy
@@ -165,14 +166,16 @@ def test_crest_resumes_its_exact_stream() -> None:
 def _train_crest(steps: int, **params):  # type: ignore[no-untyped-def]
     """CREST driven by a plain SGD loop on blobs. Returns the strategy; each check's outcome as this loop expects
     it (from F at each step's parameters and the weighted step losses it tracks itself) beside the region change
-    CREST made; and the examples its regions forwarded for selection."""
+    CREST made; the examples its regions forwarded for selection; and (prediction, loss) of each region's first
+    step. With ``batch_intercepts`` the loop shifts F to each batch's own weighted loss at the region's start,
+    which it computes itself by a forward at the region's anchor."""
     ctx = _context()
     strategy = create_strategy("crest", random_subset_size=0.1, **params)
     strategy.setup(ctx)
     optimizer = torch.optim.SGD(ctx.model.parameters(), lr=0.5)
     stream = strategy.batches()
     predicted, actual, selection_forwards = 0.0, 0.0, 0
-    decisions = []
+    decisions, region_starts, anchor_losses = [], [], torch.zeros(0)
     for _ in range(steps):
         checks_before, updates_before = strategy.state.checks, strategy.state.updates
         expected = abs(actual - predicted) > strategy.params.check_thresh * actual
@@ -180,41 +183,67 @@ def _train_crest(steps: int, **params):  # type: ignore[no-untyped-def]
         if strategy.state.checks > checks_before:  # this draw checked the window since the last check
             decisions.append((expected, strategy.state.updates > updates_before))
             predicted, actual = 0.0, 0.0
-        if strategy.state.updates > updates_before:  # a new region: a new model, a new window
+        new_region = strategy.state.updates > updates_before
+        if new_region:  # a new model, a new window
             predicted, actual = 0.0, 0.0
             selection_forwards += len(strategy.state.subsets)
+            with torch.no_grad():  # every example's loss at the region's anchor (the model has not moved yet)
+                anchor_losses = F.cross_entropy(ctx.model(ctx.train.inputs), ctx.train.targets, reduction="none")
         prediction = strategy.predicted_loss()  # F at the parameters this step sees
+        if params.get("batch_intercepts"):
+            own = float((anchor_losses[batch.indices] * batch.weights).mean())
+            prediction += own - strategy.state.quadratic.base_loss
         x, y = ctx.train[batch.indices]
         losses = F.cross_entropy(ctx.model(x), y, reduction="none")
         loss = (losses * batch.weights).mean()
+        if new_region:
+            region_starts.append((prediction, float(loss.detach())))
         predicted, actual = predicted + prediction, actual + float(loss.detach())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         strategy.observe(batch, StepOutput(0, torch.zeros(len(batch), 4), losses.detach()))
-    return strategy, decisions, selection_forwards
+    return strategy, decisions, selection_forwards, region_starts
 
 
 def test_check_with_steps_forwards_nothing_and_decides_on_the_steps_own_losses() -> None:
-    strategy, decisions, selection_forwards = _train_crest(30, check_with="steps", check_thresh=0.05)
+    strategy, decisions, selection_forwards, _ = _train_crest(30, check_with="steps", check_thresh=0.05)
     assert len(decisions) >= 10
     assert all(expected == made for expected, made in decisions), decisions
     assert any(made for _, made in decisions) and not all(made for _, made in decisions)
     assert strategy.context.log.forward_examples == selection_forwards  # no check forwarded anything
-    official, _, official_selection = _train_crest(30, check_thresh=0.05)
+    official, _, official_selection, _ = _train_crest(30, check_thresh=0.05)
     assert official.state.checks > 0 and official.context.log.forward_examples > official_selection
 
 
+def test_batch_intercepts_predict_each_batch_from_its_own_loss_at_the_region_start() -> None:
+    _, decisions, _, starts = _train_crest(30, check_with="steps", check_thresh=0.05, batch_intercepts=True)
+    assert len(decisions) >= 5 and all(expected == made for expected, made in decisions), decisions
+    # at a region's first step δ = 0: F with the batch's own intercept is that batch's loss, exactly
+    assert len(starts) >= 2 and all(math.isclose(p, a, rel_tol=1e-5) for p, a in starts), starts
+    _, _, _, mean_starts = _train_crest(30, check_with="steps", check_thresh=0.05)
+    assert not all(math.isclose(p, a, rel_tol=1e-3) for p, a in mean_starts)  # the region's mean is not
+
+
+@pytest.mark.parametrize("params", [{"batch_intercepts": True}, {"check_with": "steps", "batch_intercepts": True,
+                                                                  "approx_with_coreset": False}])
+def test_batch_intercepts_without_step_checks_on_the_coresets_is_refused(params: dict) -> None:
+    strategy = create_strategy("crest", random_subset_size=0.1, **params)
+    with pytest.raises(InvalidInputError, match="check_with=steps and approx_with_coreset"):
+        strategy.setup(_context())
+
+
 def test_grow_interval_doubles_the_check_interval_while_the_model_holds() -> None:
-    strategy, decisions, _ = _train_crest(40, check_with="steps", check_thresh=1e9, grow_interval=True)
+    strategy, decisions, _, _ = _train_crest(40, check_with="steps", check_thresh=1e9, grow_interval=True)
     assert decisions and not any(made for _, made in decisions)  # τ = 1e9: the model always holds
     assert strategy.state.interval == min(2 ** strategy.state.checks, strategy.steps_per_epoch)
     assert strategy.state.checks < 40 // 2  # fewer checks than at a fixed interval of 1
 
 
-@pytest.mark.parametrize("params", [{"check_with": "steps"}, {"check_with": "steps", "grow_interval": True}])
+@pytest.mark.parametrize("params", [{"check_with": "steps"}, {"check_with": "steps", "grow_interval": True},
+                                    {"check_with": "steps", "batch_intercepts": True}])
 def test_crest_with_step_checks_resumes_its_exact_stream(params: dict) -> None:
-    strategy, _, _ = _train_crest(12, **params)
+    strategy, _, _, _ = _train_crest(12, **params)
     state = strategy.state_dict()
     resumed = create_strategy("crest", random_subset_size=0.1, **params)
     resumed.setup(_context())

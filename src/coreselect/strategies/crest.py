@@ -18,7 +18,9 @@ measures (eval mode, unweighted, on the checked points) instead of the weighted 
 checks a fixed random sample of the subsets' points, cutting the per-check forward; ``check_with=steps``
 checks F against the weighted losses the training steps since the last check computed anyway (F models the
 weighted coreset loss in train mode, which is what those steps measured), so a check forwards nothing;
-``grow_interval`` doubles T₁ each time the model holds (until the next region recomputes it).
+``batch_intercepts`` (with ``check_with=steps``) compares each step's loss with F shifted to that batch's own loss
+at the region's start, which the fit computed anyway, so that batch-to-batch differences in loss are not read as
+F failing; ``grow_interval`` doubles T₁ each time the model holds (until the next region recomputes it).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from coreselect.errors import InvalidInputError
 from coreselect.signals import forward_in_batches, gradient_and_hessian_diagonal, logit_gradients, per_example_losses
 from coreselect.strategies.base import SeededStrategy
 from coreselect.strategies.minibatch_coresets import SubsetParams, minibatch_coresets, stratified_subsets
@@ -68,6 +71,10 @@ class CrestParams(SubsetParams):
                                                     "region's random subsets; steps: the training steps' own "
                                                     "weighted losses since the last check, no forward")
     grow_interval: bool = Field(False, description="double T₁ each time the quadratic model holds")
+    batch_intercepts: bool = Field(False, description="check_with=steps: compare each step's loss with F shifted "
+                                   "to that batch's own loss at the region's start (its examples' losses in the "
+                                   "fit) instead of the mean over the region's coresets, so that the check "
+                                   "measures F's error rather than how the batches differ")
     fit_batches: int | None = Field(None, ge=1, description="fit the quadratic model on this many of the region's "
                                     "mini-batches, drawn at random (default: all of them, as the official code)")
     full_set_check: bool = Field(False, description="official: forward the whole training set at each check")
@@ -114,6 +121,7 @@ class CrestState:
     weights: Tensor = field(default_factory=_no_indices)  # their weights (mean 1)
     subsets: Tensor = field(default_factory=_no_indices)  # the region's random subsets, concatenated
     checked: Tensor = field(default_factory=_no_indices)  # the points a check forwards
+    intercepts: Tensor = field(default_factory=lambda: torch.zeros(0))  # per coreset point: its loss in the fit
     batches: ShuffledPass = field(default_factory=ShuffledPass)  # over the coreset, cycled within the region
     quadratic: QuadraticModel = field(default_factory=lambda: QuadraticModel(0.0, *(torch.zeros(0),) * 3))
     ema_grad: list[Tensor] = field(default_factory=list)  # exponential averages of the fit, kept across regions
@@ -153,6 +161,9 @@ class Crest(SeededStrategy):
     def setup(self, ctx: Context) -> None:
         super().setup(ctx)
         n, m, p = len(ctx.train), ctx.batch_size, self.params
+        if p.batch_intercepts and (p.check_with != "steps" or not p.approx_with_coreset):
+            raise InvalidInputError("crest: batch_intercepts shifts the steps' check to each coreset batch's own "
+                                    "loss; it needs check_with=steps and approx_with_coreset=true")
         self.steps_per_epoch = math.ceil(ctx.budget.epoch_examples / m)
         self.min_pool = math.ceil(p.min_pool_fraction * n)
         weights = self._params()
@@ -199,7 +210,7 @@ class Crest(SeededStrategy):
             positions = st.batches.take(m)
             if self.params.check_with == "steps":
                 start = time.perf_counter()
-                self._prediction = self.predicted_loss()  # at the parameters the step will see
+                self._prediction = self.predicted_loss(positions)  # at the parameters the step will see
                 st.seconds["check"] += time.perf_counter() - start
             yield Batch(st.coreset[positions], st.weights[positions])
 
@@ -263,6 +274,7 @@ class Crest(SeededStrategy):
         grad_sum = [torch.zeros_like(q) for q in params]
         hess_sum = [torch.zeros_like(q) for q in params]
         loss_sum, norms = 0.0, []
+        intercepts = torch.full((len(points),), math.nan)
         starts = list(range(0, len(points), m))
         if p.fit_batches is not None and p.fit_batches < len(starts):  # a random few: the same mean, noisier
             drawn = torch.randperm(len(starts), generator=self.generator)[: p.fit_batches].sort().values
@@ -270,7 +282,9 @@ class Crest(SeededStrategy):
         for start in starts:
             idx = points[start : start + m]
             x, y = ctx.train[idx]
-            loss = Batch(idx, point_weights[start : start + m]).weighted_mean(per_example_losses(model(x), y))
+            example_losses = per_example_losses(model(x), y)
+            intercepts[start : start + m] = example_losses.detach().float().cpu()
+            loss = Batch(idx, point_weights[start : start + m]).weighted_mean(example_losses)
             grads, diag = gradient_and_hessian_diagonal(loss, params, generator=self.generator)
             st.ema_count += 1
             bias1, bias2 = 1 - p.beta1 ** st.ema_count, 1 - p.beta2 ** st.ema_count
@@ -290,6 +304,7 @@ class Crest(SeededStrategy):
                 v.copy_(buffers[k])
         total = sum(len(points[start : start + m]) for start in starts)
         base = loss_sum / total if base_loss is None else base_loss
+        st.intercepts = intercepts.nan_to_num(loss_sum / total)  # points of batches fit_batches left out: the mean
         st.quadratic = QuadraticModel(base, _flat(grad_sum) / total, _flat(hess_sum) / total,
                                       _flat([q.detach() for q in params]).clone())
         h_norm = sum(norms) / len(norms)
@@ -299,9 +314,15 @@ class Crest(SeededStrategy):
             st.interval = max(1, math.ceil(p.interval_mul * st.h0_norm / h_norm))
             st.num_coresets = max(1, min(math.ceil(p.batch_num_mul * st.interval), self.steps_per_epoch))
 
-    def predicted_loss(self) -> float:
-        """F(δ) at the current parameters."""
-        return self.state.quadratic.predict(_flat([q.detach() for q in self._params()]))
+    def predicted_loss(self, positions: Tensor | None = None) -> float:
+        """F(δ) at the current parameters; with ``batch_intercepts`` and the ``positions`` of a batch of the
+        region's coresets, F shifted from the region's mean loss to that batch's own loss at the region's start."""
+        st = self.state
+        value = st.quadratic.predict(_flat([q.detach() for q in self._params()]))
+        if positions is not None and self.params.batch_intercepts:
+            own = Batch(st.coreset[positions], st.weights[positions]).weighted_mean(st.intercepts[positions])
+            value += float(own) - st.quadratic.base_loss
+        return value
 
     def _model_failed(self) -> bool:
         """The loss on the region's random subsets (or ``check_size`` of their points; or the steps' own losses
