@@ -303,8 +303,9 @@ class Crest(SeededStrategy):
             for k, v in model.named_buffers():
                 v.copy_(buffers[k])
         total = sum(len(points[start : start + m]) for start in starts)
-        base = loss_sum / total if base_loss is None else base_loss
-        st.intercepts = intercepts.nan_to_num(loss_sum / total)  # points of batches fit_batches left out: the mean
+        fitted_loss = loss_sum / total
+        base = fitted_loss if base_loss is None else base_loss
+        st.intercepts = intercepts.nan_to_num(fitted_loss)  # points of batches fit_batches left out: the mean
         st.quadratic = QuadraticModel(base, _flat(grad_sum) / total, _flat(hess_sum) / total,
                                       _flat([q.detach() for q in params]).clone())
         h_norm = sum(norms) / len(norms)
