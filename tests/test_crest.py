@@ -241,7 +241,8 @@ def test_grow_interval_doubles_the_check_interval_while_the_model_holds() -> Non
 
 
 @pytest.mark.parametrize("params", [{"check_with": "steps"}, {"check_with": "steps", "grow_interval": True},
-                                    {"check_with": "steps", "batch_intercepts": True}])
+                                    {"check_with": "steps", "batch_intercepts": True},
+                                    {"check_with": "steps", "curvature": "diagonal"}])
 def test_crest_with_step_checks_resumes_its_exact_stream(params: dict) -> None:
     strategy, _, _, _ = _train_crest(12, **params)
     state = strategy.state_dict()
@@ -286,3 +287,49 @@ def test_fit_batches_fits_the_quadratic_on_drawn_batches_of_the_coreset() -> Non
     next(full.batches())
     mean_gradient = torch.stack([g for _, g in candidates]).mean(0)
     assert torch.allclose(full.state.quadratic.grad, mean_gradient, atol=1e-6)  # default: all batches
+
+
+def _exact_hessian(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The Hessian of the weighted mean cross-entropy over all parameters, by autograd."""
+    names = [name for name, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def loss_of(vector: torch.Tensor) -> torch.Tensor:
+        chunks = torch.split(vector, [math.prod(s) for s in shapes])
+        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
+        return (F.cross_entropy(torch.func.functional_call(model, params, (x,)), y, reduction="none") * w).mean()
+
+    return torch.autograd.functional.hessian(loss_of, flat)
+
+
+def test_curvature_diagonal_estimates_diag_h_and_the_official_rms_each_row_norm() -> None:
+    x, y = make_blobs(200, seed=5)
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5), torch.nn.Tanh(), torch.nn.Linear(5, 4))
+    data = InMemoryDataset(torch.from_numpy(x), torch.from_numpy(y), 4)
+    fits, beta2 = 3000, 0.999
+    estimates = {}
+    for curvature in ("diagonal", "rms"):
+        ctx = Context(model=model, train=data, budget=Budget(0.5, 4, 200, 16))
+        strategy = create_strategy("crest", num_coresets=1, random_subset_size=0.2, curvature=curvature,
+                                   beta2=beta2, hessian_eps=0.0)
+        strategy.setup(ctx)
+        next(strategy.batches())  # one coreset batch of 16, fitted once; the model does not move
+        for _ in range(fits - 1):
+            strategy._fit_quadratic()
+        estimates[curvature] = strategy.state.quadratic.hess
+        idx, weights = strategy.state.coreset, strategy.state.weights
+    assert len(idx) == 16
+    hessian = _exact_hessian(model, *data[idx], weights)
+    diagonal, row_norms = hessian.diagonal(), hessian.norm(dim=1)
+    # a bias-corrected exponential average of `fits` independent estimates z_i (Hz)_i, each of mean H_ii and
+    # variance Σ_{j≠i} H_ij²: its variance is that times Σ_k a_k² over the averaging weights a_k
+    a = (1 - beta2) * beta2 ** torch.arange(fits, dtype=torch.float64) / (1 - beta2**fits)
+    std_error = ((row_norms.pow(2) - diagonal.pow(2)).double() * a.pow(2).sum()).sqrt().float()
+    assert ((estimates["diagonal"] - diagonal).abs() <= 5 * std_error + 1e-6).all()
+    # E[(z_i (Hz)_i)²] = Σ_j H_ij²: the official √(average of squares) estimates each row's norm, not |H_ii|
+    relative = lambda a, b: float((a - b).norm() / b.norm())  # noqa: E731
+    assert relative(estimates["rms"], row_norms) < 0.05
+    assert relative(diagonal.abs(), row_norms) > 0.3  # the two quantities differ well beyond that tolerance
+    assert ((estimates["rms"] - diagonal).abs() > 5 * std_error + 1e-6).any()  # the band tells the two apart

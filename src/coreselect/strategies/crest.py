@@ -20,7 +20,10 @@ checks F against the weighted losses the training steps since the last check com
 weighted coreset loss in train mode, which is what those steps measured), so a check forwards nothing;
 ``batch_intercepts`` (with ``check_with=steps``) compares each step's loss with F shifted to that batch's own loss
 at the region's start, which the fit computed anyway, so that batch-to-batch differences in loss are not read as
-F failing; ``grow_interval`` doubles T₁ each time the model holds (until the next region recomputes it).
+F failing; ``grow_interval`` doubles T₁ each time the model holds (until the next region recomputes it);
+``curvature=diagonal`` gives F the exponential average of the Hutchinson estimates themselves, unbiased for
+diag(H), where the official ĥ = √(average of their squares) estimates each Hessian row's norm, an upper bound
+of |H_ii| that makes F rise away from the anchor faster than the loss does (T₁ still comes from the latter).
 """
 
 from __future__ import annotations
@@ -75,6 +78,9 @@ class CrestParams(SubsetParams):
                                    "to that batch's own loss at the region's start (its examples' losses in the "
                                    "fit) instead of the mean over the region's coresets, so that the check "
                                    "measures F's error rather than how the batches differ")
+    curvature: Literal["rms", "diagonal"] = Field("rms", description="ĥ of F: rms (official) √(average of the "
+                                                  "squared Hutchinson estimates), each Hessian row's norm in "
+                                                  "expectation; diagonal: their average, unbiased for diag(H)")
     fit_batches: int | None = Field(None, ge=1, description="fit the quadratic model on this many of the region's "
                                     "mini-batches, drawn at random (default: all of them, as the official code)")
     full_set_check: bool = Field(False, description="official: forward the whole training set at each check")
@@ -126,6 +132,7 @@ class CrestState:
     quadratic: QuadraticModel = field(default_factory=lambda: QuadraticModel(0.0, *(torch.zeros(0),) * 3))
     ema_grad: list[Tensor] = field(default_factory=list)  # exponential averages of the fit, kept across regions
     ema_hess: list[Tensor] = field(default_factory=list)
+    ema_diag: list[Tensor] = field(default_factory=list)  # curvature=diagonal: the estimates' own average
     ema_count: int = 0
     window: list[float] = field(default_factory=lambda: [0.0, 0.0, 0])  # check_with=steps: predicted and actual
     # loss sums since the last check, and their count
@@ -171,7 +178,8 @@ class Crest(SeededStrategy):
             pool=torch.ones(n, dtype=torch.bool), loss_table=torch.full((p.watch_interval, n), -1.0),
             reset_step=self.steps_per_epoch if p.uniform_first_epoch else 0, interval=p.check_interval,
             num_coresets=p.num_coresets, ema_grad=[torch.zeros_like(w) for w in weights],
-            ema_hess=[torch.zeros_like(w) for w in weights])
+            ema_hess=[torch.zeros_like(w) for w in weights],
+            ema_diag=[torch.zeros_like(w) for w in weights] if p.curvature == "diagonal" else [])
         self._prediction = None
 
     def _params(self) -> list[Tensor]:
@@ -294,8 +302,12 @@ class Crest(SeededStrategy):
                 st.ema_hess[i].mul_(p.beta2).addcmul_(d, d, value=1 - p.beta2)
                 grad_sum[i].add_(st.ema_grad[i] / bias1, alpha=len(idx))
                 h = (st.ema_hess[i] / bias2).sqrt_().add_(p.hessian_eps)
-                hess_sum[i].add_(h, alpha=len(idx))
-                batch_hess.append(h)
+                if p.curvature == "diagonal":
+                    st.ema_diag[i].mul_(p.beta2).add_(d, alpha=1 - p.beta2)
+                    hess_sum[i].add_(st.ema_diag[i] / bias2, alpha=len(idx))
+                else:
+                    hess_sum[i].add_(h, alpha=len(idx))
+                batch_hess.append(h)  # ‖H_t‖, for T₁, from the official estimate either way
             norms.append(float(_flat(batch_hess).norm()))
             loss_sum += float(loss.detach()) * len(idx)
         model.train(was_training)
