@@ -18,25 +18,26 @@ from coreselect.strategies import Budget, Context, StepOutput, create_strategy
 from coreselect.strategies.crest import QuadraticModel, drop_learned
 
 
+def _exact_hessian(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The Hessian of the weighted mean cross-entropy over all parameters, by autograd."""
+    names = [name for name, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def loss_of(vector: torch.Tensor) -> torch.Tensor:
+        chunks = torch.split(vector, [math.prod(s) for s in shapes])
+        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
+        return (F.cross_entropy(torch.func.functional_call(model, params, (x,)), y, reduction="none") * w).mean()
+
+    return torch.autograd.functional.hessian(loss_of, flat)
+
+
 def test_hutchinson_matches_the_exact_hessian_diagonal() -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
     x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
     params = list(model.parameters())
-    shapes = [p.shape for p in params]
-    flat = torch.cat([p.detach().reshape(-1) for p in params])
-
-    def loss_of(vector: torch.Tensor) -> torch.Tensor:
-        chunks, start = [], 0
-        for shape in shapes:
-            size = math.prod(shape)
-            chunks.append(vector[start : start + size].view(shape))
-            start += size
-        names = [name for name, _ in model.named_parameters()]
-        out = torch.func.functional_call(model, dict(zip(names, chunks, strict=True)), (x,))
-        return F.cross_entropy(out, y)
-
-    hessian = torch.autograd.functional.hessian(loss_of, flat)
+    hessian = _exact_hessian(model, x, y, torch.ones(16))
     exact = hessian.diagonal()
     probes = 4000
     _, diag = gradient_and_hessian_diagonal(F.cross_entropy(model(x), y), params, probes=probes,
@@ -289,20 +290,6 @@ def test_fit_batches_fits_the_quadratic_on_drawn_batches_of_the_coreset() -> Non
     assert torch.allclose(full.state.quadratic.grad, mean_gradient, atol=1e-6)  # default: all batches
 
 
-def _exact_hessian(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """The Hessian of the weighted mean cross-entropy over all parameters, by autograd."""
-    names = [name for name, _ in model.named_parameters()]
-    shapes = [p.shape for p in model.parameters()]
-    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-    def loss_of(vector: torch.Tensor) -> torch.Tensor:
-        chunks = torch.split(vector, [math.prod(s) for s in shapes])
-        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
-        return (F.cross_entropy(torch.func.functional_call(model, params, (x,)), y, reduction="none") * w).mean()
-
-    return torch.autograd.functional.hessian(loss_of, flat)
-
-
 def test_curvature_diagonal_estimates_diag_h_and_the_official_rms_each_row_norm() -> None:
     x, y = make_blobs(200, seed=5)
     torch.manual_seed(1)
@@ -329,7 +316,10 @@ def test_curvature_diagonal_estimates_diag_h_and_the_official_rms_each_row_norm(
     std_error = ((row_norms.pow(2) - diagonal.pow(2)).double() * a.pow(2).sum()).sqrt().float()
     assert ((estimates["diagonal"] - diagonal).abs() <= 5 * std_error + 1e-6).all()
     # E[(z_i (Hz)_i)²] = Σ_j H_ij²: the official √(average of squares) estimates each row's norm, not |H_ii|
-    relative = lambda a, b: float((a - b).norm() / b.norm())  # noqa: E731
+
+    def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a - b).norm() / b.norm())
+
     assert relative(estimates["rms"], row_norms) < 0.05
     assert relative(diagonal.abs(), row_norms) > 0.3  # the two quantities differ well beyond that tolerance
     assert ((estimates["rms"] - diagonal).abs() > 5 * std_error + 1e-6).any()  # the band tells the two apart
