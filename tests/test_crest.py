@@ -295,7 +295,7 @@ def test_curvature_diagonal_estimates_diag_h_and_the_official_rms_each_row_norm(
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5), torch.nn.Tanh(), torch.nn.Linear(5, 4))
     data = InMemoryDataset(torch.from_numpy(x), torch.from_numpy(y), 4)
-    fits, beta2 = 3000, 0.999
+    fits, beta2 = 1500, 0.998
     estimates = {}
     for curvature in ("diagonal", "rms"):
         ctx = Context(model=model, train=data, budget=Budget(0.5, 4, 200, 16))
