@@ -290,6 +290,10 @@ def test_fit_batches_fits_the_quadratic_on_drawn_batches_of_the_coreset() -> Non
     assert torch.allclose(full.state.quadratic.grad, mean_gradient, atol=1e-6)  # default: all batches
 
 
+def _relative(estimate: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((estimate - reference).norm() / reference.norm())
+
+
 def test_curvature_diagonal_estimates_diag_h_and_the_official_rms_each_row_norm() -> None:
     x, y = make_blobs(200, seed=5)
     torch.manual_seed(1)
@@ -311,15 +315,11 @@ def test_curvature_diagonal_estimates_diag_h_and_the_official_rms_each_row_norm(
     hessian = _exact_hessian(model, *data[idx], weights)
     diagonal, row_norms = hessian.diagonal(), hessian.norm(dim=1)
     # a bias-corrected exponential average of `fits` independent estimates z_i (Hz)_i, each of mean H_ii and
-    # variance Σ_{j≠i} H_ij²: its variance is that times Σ_k a_k² over the averaging weights a_k
-    a = (1 - beta2) * beta2 ** torch.arange(fits, dtype=torch.float64) / (1 - beta2**fits)
-    std_error = ((row_norms.pow(2) - diagonal.pow(2)).double() * a.pow(2).sum()).sqrt().float()
+    # variance Σ_{j≠i} H_ij²: its variance is that times the sum of the squared averaging weights
+    averaging = (1 - beta2) * beta2 ** torch.arange(fits, dtype=torch.float64) / (1 - beta2**fits)
+    std_error = ((row_norms.pow(2) - diagonal.pow(2)).double() * averaging.pow(2).sum()).sqrt().float()
     assert ((estimates["diagonal"] - diagonal).abs() <= 5 * std_error + 1e-6).all()
     # E[(z_i (Hz)_i)²] = Σ_j H_ij²: the official √(average of squares) estimates each row's norm, not |H_ii|
-
-    def relative(a: torch.Tensor, b: torch.Tensor) -> float:
-        return float((a - b).norm() / b.norm())
-
-    assert relative(estimates["rms"], row_norms) < 0.05
-    assert relative(diagonal.abs(), row_norms) > 0.3  # the two quantities differ well beyond that tolerance
+    assert _relative(estimates["rms"], row_norms) < 0.05
+    assert _relative(diagonal.abs(), row_norms) > 0.3  # the two quantities differ well beyond that tolerance
     assert ((estimates["rms"] - diagonal).abs() > 5 * std_error + 1e-6).any()  # the band tells the two apart
