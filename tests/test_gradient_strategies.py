@@ -30,7 +30,7 @@ def _context(with_val: bool = True, n: int = 300, batch_size: int = 16) -> Conte
 
 def test_craig_selects_per_class_facility_location_on_logit_gradients() -> None:
     ctx = _context()
-    strategy = create_strategy("craig")
+    strategy = create_strategy("craig", max_weight=None)  # the paper's uncapped cluster sizes
     strategy.setup(ctx)
     batch = next(strategy.batches())
     (selection,) = ctx.log.rounds
@@ -160,6 +160,19 @@ def test_glister_selects_each_class_in_proportion_against_its_own_validation_exa
     whole.setup(ctx)
     next(whole.batches())
     assert len(set(ctx.log.rounds[0].indices.tolist())) == 60
+
+
+def test_glister_looks_ahead_by_the_configured_peak_learning_rate_not_the_current_one() -> None:
+    def picks(peak: float, eta: float | None = None) -> list[int]:
+        ctx = _context()
+        ctx.learning_rate, ctx.peak_learning_rate = 0.004, peak  # one-cycle's start: the peak / 25
+        strategy = create_strategy("glister", eta=eta)
+        strategy.setup(ctx)
+        next(strategy.batches())
+        return sorted(ctx.log.rounds[0].indices.tolist())
+
+    assert picks(0.5) == picks(0.0, eta=0.5)  # the default step is the peak, as an explicit eta
+    assert picks(0.0) == picks(0.0, eta=0.004) != picks(0.5)  # a loop that tells no peak: the current LR
 
 
 @pytest.mark.parametrize("name", ["craig", "gradmatch", "glister"])

@@ -61,6 +61,7 @@ def test_a_lightning_module_fits_on_a_strategys_batches_and_spends_the_budget(na
     assert sum(module.examples) == budget.total_examples == selection.feed.spent
     assert selection.feed.step == len(module.examples) == trainer.global_step
     assert selection.feed.context is not None and selection.feed.context.training_signals.steps_recorded
+    assert selection.feed.context.peak_learning_rate == 3e-3  # no scheduler: the optimiser's own LR
     assert _accuracy(module.eval(), test) > 0.8  # 4 separable classes; chance is 0.25
 
 
@@ -88,7 +89,25 @@ def test_a_hugging_face_vit_trains_on_a_strategys_batches_and_spends_the_budget(
     assert sum(seen) == budget.total_examples == trainer.feed.spent
     assert trainer.state.global_step == len(seen) <= args.max_steps
     assert args.max_steps == 10 * math.ceil(round(0.3 * 400) / 16)
+    assert trainer.feed.context is not None  # the linear decay's starting LR, though the last step's is near 0
+    assert trainer.feed.context.peak_learning_rate == 3e-3 > 10 * trainer.feed.context.learning_rate
     assert _accuracy(LogitsOf(model, "pixel_values").eval(), test) > 0.4  # learned: chance is 0.25
+
+
+@pytest.mark.parametrize(("schedule", "peak"), [("onecycle", 0.1), ("warmup", 0.05), ("none", 0.02)])
+def test_the_feed_reads_the_configured_peak_learning_rate_from_the_loops_scheduler(schedule: str,
+                                                                                   peak: float) -> None:
+    from coreselect.integrations.feed import learning_rates
+
+    optimizer = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.02 if schedule == "none" else peak)
+    if schedule == "onecycle":  # starts at max_lr / 25
+        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=10)
+    elif schedule == "warmup":  # Hugging Face's kind: a LambdaLR from 0 up to the configured LR
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: step / 5)
+    current, found = learning_rates(optimizer)
+    assert current == optimizer.param_groups[0]["lr"] < peak or schedule == "none"
+    assert found == pytest.approx(peak)
+    assert learning_rates(None) == (0.0, 0.0)
 
 
 def test_a_model_without_second_derivatives_gets_a_one_line_error_from_crest() -> None:

@@ -45,6 +45,8 @@ def test_learns_and_spends_exactly_the_budget() -> None:
     assert min(t.selection, t.training, t.evaluation) > 0 and math.isclose(t.total, t.selection + t.training
                                                                             + t.evaluation)
     assert len(result.selections) == 6
+    # strategies read the configured (peak) LR beside the schedule's current one, near 0 at the end
+    assert trainer.context.peak_learning_rate == 0.05 > 100 * trainer.context.learning_rate
 
 
 def test_full_strategy_with_odd_budget_truncates_the_last_batch() -> None:

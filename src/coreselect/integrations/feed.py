@@ -21,6 +21,16 @@ from coreselect.models.features import PenultimateFeatures
 from coreselect.strategies.protocol import Batch, Budget, Context, NeedsFeatures, StepOutput, Strategy, budgeted
 
 
+def learning_rates(optimizer: torch.optim.Optimizer | None) -> tuple[float, float]:
+    """The optimiser's current learning rate and its configured peak: what its scheduler recorded (one-cycle's
+    ``max_lr``, any scheduler's ``initial_lr``), at least the current one; zeros without an optimiser."""
+    if optimizer is None:
+        return 0.0, 0.0
+    group = optimizer.param_groups[0]
+    current = float(group["lr"])
+    return current, max(float(group.get("max_lr", 0.0)), float(group.get("initial_lr", 0.0)), current)
+
+
 class SelectedBatch:
     """One training step's batch: empty when the loop fetches it, filled by the feed as the step begins."""
 
@@ -109,11 +119,14 @@ class SelectionFeed:
             self._restore(self._pending)
         self._batches = budgeted(self.strategy, self.budget, spent=self.spent)
 
-    def fill(self, ticket: SelectedBatch, learning_rate: float) -> None:
-        """Choose the step's batch now, with the model as the previous step left it."""
+    def fill(self, ticket: SelectedBatch, optimizer: torch.optim.Optimizer | None) -> None:
+        """Choose the step's batch now, with the model as the previous step left it (``optimizer``: the loop's,
+        whose learning rates the strategy may read; None before the loop has made it)."""
         if self.context is None or self._batches is None:
             raise InvalidInputError("the feed has not started: call start(model, device) before the first step")
-        self.context.learning_rate, self.context.log.step = learning_rate, self.step
+        current, peak = learning_rates(optimizer)
+        self.context.learning_rate, self.context.log.step = current, self.step
+        self.context.peak_learning_rate = max(self.context.peak_learning_rate, peak)
         batch = next(self._batches, None)
         if batch is None:
             raise InvalidInputError("the budget is spent: stop the loop when `done` (the callbacks do)")

@@ -73,8 +73,7 @@ class SelectionTrainer(Trainer):
     def training_step(self, model: nn.Module, inputs: Any, num_items_in_batch: Any = None) -> Tensor:
         if isinstance(inputs, SelectedBatch):  # the step begins: the strategy chooses its batch now
             self.feed.start(LogitsOf(model, self.input_name), next(model.parameters()).device)
-            learning_rate = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else 0.0
-            self.feed.fill(inputs, learning_rate)
+            self.feed.fill(inputs, self.optimizer)
             self.last_batch = inputs
         return super().training_step(model, inputs, num_items_in_batch)
 

@@ -41,8 +41,7 @@ class LightningSelection(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         assert isinstance(batch, SelectedBatch), "fit on selection.dataloader()"
-        learning_rate = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else 0.0
-        self.feed.fill(batch, learning_rate)
+        self.feed.fill(batch, trainer.optimizers[0] if trainer.optimizers else None)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

@@ -16,7 +16,8 @@ from coreselect.submodular.similarity import SimilarityName
 
 
 class CraigParams(PeriodicParams):
-    """CRAIG's settings; defaults follow the official deep-network code (re-selection every epoch)."""
+    """CRAIG's settings; defaults follow the official deep-network code (re-selection every epoch), but for the
+    weights' cap (``max_weight``)."""
 
     embedding: EmbeddingName = Field("logit", description="gradient proxy: logit (p − y) or last_layer")
     similarity: SimilarityName = "max_minus"
@@ -24,6 +25,9 @@ class CraigParams(PeriodicParams):
     per_class: bool = Field(True, description="solve facility location inside each class")
     proportional: bool = Field(False, description="class quotas proportional to class sizes (else equal)")
     weighted: bool = Field(True, description="weight each pick by its cluster size (mean 1)")
+    max_weight: float | None = Field(3.0, gt=1, description="clip weights at this multiple of their mean (1), then "
+                                     "rescale to mean 1 (None: the paper's uncapped cluster sizes); 3 by measurement "
+                                     "on crest-table: uncapped, one example can carry a batch at the LR peak")
 
 
 @register("craig", family="adaptive", params=CraigParams,

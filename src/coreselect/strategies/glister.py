@@ -23,7 +23,8 @@ class GlisterParams(PeriodicParams):
 
     select_every: int = Field(5, ge=1, description="compressed epochs between selections")
     epsilon: float = Field(0.01, gt=0.0, lt=1.0, description="stochastic greedy: (n/k)·ln(1/ε) candidates a pick")
-    eta: float | None = Field(None, gt=0.0, description="lookahead step size (default: the current LR)")
+    eta: float | None = Field(None, gt=0.0, description="lookahead step size (default: the configured, peak LR, "
+                              "as CORDS; the current LR when the loop does not tell it)")
     per_class: bool = Field(True, description="select within each class (quotas proportional to class sizes) "
                             "against that class's validation loss, as CORDS's PerClass; else over the whole set")
 
@@ -79,7 +80,7 @@ class Glister(PeriodicSelection):
         assert train.features is not None and val.features is not None
         y, val_y = ctx.train.targets.to(train.logits.device), ctx.val.targets.to(val.logits.device)
         e, h = logit_gradients(train.logits, y), train.features.float()
-        eta = self.params.eta or ctx.learning_rate or 0.1
+        eta = self.params.eta or ctx.peak_learning_rate or ctx.learning_rate or 0.1
         val_set = LookaheadValidation(val.logits.float(), val.features.float(),
                                       torch.nn.functional.one_hot(val_y, e.shape[1]).float())
         if not self.params.per_class:

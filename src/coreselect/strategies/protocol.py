@@ -138,6 +138,7 @@ class Context:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     log: SelectionLog = field(default_factory=SelectionLog)
     learning_rate: float = 0.0  # the optimiser's current learning rate, kept up to date by the trainer
+    peak_learning_rate: float = 0.0  # the configured (schedule's peak) learning rate; 0: unknown, use the current
     signals: TrainingSignals | None = None  # the loop records each step here (the trainer does); made if None
 
     def __post_init__(self) -> None:

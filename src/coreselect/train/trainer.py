@@ -138,6 +138,7 @@ class Trainer:
             seed=seed,
             val=None if val is None else val.to(self.device),
             device=self.device,
+            peak_learning_rate=config.lr,
         )
         self.strategy = strategy
         self.optimizer = make_optimizer(self.model.parameters(), config)
