@@ -31,7 +31,7 @@ class ProxyRequest:
     model: str | None = None
     runs: int = 1
     record_every: int = 1
-    train_losses: TrainLossSource = "eval"
+    train_losses: TrainLossSource = "steps"  # the trajectories' training losses: free from the steps, or "eval"
     needs_validation: bool = False  # the strategy reads validation-loss trajectories (not part of the identity)
 
     def identity(self) -> str:

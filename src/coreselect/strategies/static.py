@@ -232,8 +232,9 @@ class LtcParams(StaticParams):
     aggregation: Aggregation = Field("class_mean", description="class_mean (CLD) or pair_mean (LTC pairs)")
     record_every: int = Field(1, ge=1, description="epochs between recorded points")
     points: float = Field(1.0, gt=0, le=1, description="use only this leading share of the recorded points")
-    train_losses: TrainLossSource = Field("eval", description="eval: an eval-mode forward per point (official); "
-                                          "steps: the training steps' own losses (free)")
+    train_losses: TrainLossSource = Field("steps", description="steps: the training steps' own losses (free; "
+                                          "by measurement on sizes as accurate or more, at every size); eval: an "
+                                          "eval-mode forward over the pool per point (the official code's)")
 
 
 @register("ltc", family="static", params=LtcParams,
