@@ -98,7 +98,7 @@ def test_glister_needs_validation_and_selects_distinct_examples() -> None:
     with pytest.raises(InvalidInputError, match="--val-fraction"):
         create_strategy("glister").setup(_context(with_val=False))
     ctx = _context()
-    strategy = create_strategy("glister")
+    strategy = create_strategy("glister", warm_start_epochs=0)  # selects at once
     strategy.setup(ctx)
     next(strategy.batches())
     (selection,) = ctx.log.rounds
@@ -146,7 +146,7 @@ def test_max_weight_clips_the_selections_weights_and_rescales_them_to_mean_one(n
 
 def test_glister_selects_each_class_in_proportion_against_its_own_validation_examples() -> None:
     ctx = _context()
-    strategy = create_strategy("glister")
+    strategy = create_strategy("glister", warm_start_epochs=0)
     strategy.setup(ctx)
     next(strategy.batches())
     (selection,) = ctx.log.rounds
@@ -156,7 +156,7 @@ def test_glister_selects_each_class_in_proportion_against_its_own_validation_exa
         class_quotas(counts, 60, proportional=True).tolist()
     assert len(set(selection.indices.tolist())) == 60
     ctx = _context()
-    whole = create_strategy("glister", per_class=False)
+    whole = create_strategy("glister", per_class=False, warm_start_epochs=0)
     whole.setup(ctx)
     next(whole.batches())
     assert len(set(ctx.log.rounds[0].indices.tolist())) == 60
@@ -166,7 +166,7 @@ def test_glister_looks_ahead_by_the_configured_peak_learning_rate_not_the_curren
     def picks(peak: float, eta: float | None = None) -> list[int]:
         ctx = _context()
         ctx.learning_rate, ctx.peak_learning_rate = 0.004, peak  # one-cycle's start: the peak / 25
-        strategy = create_strategy("glister", eta=eta)
+        strategy = create_strategy("glister", eta=eta, warm_start_epochs=0)
         strategy.setup(ctx)
         next(strategy.batches())
         return sorted(ctx.log.rounds[0].indices.tolist())

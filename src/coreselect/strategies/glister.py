@@ -22,6 +22,9 @@ class GlisterParams(PeriodicParams):
     """GLISTER's settings (last layer only, as in CORDS; ``select_every`` scaled to 20-epoch runs)."""
 
     select_every: int = Field(5, ge=1, description="compressed epochs between selections")
+    warm_start_epochs: int = Field(2, ge=0, description="compressed epochs on uniform random subsets first, so that "
+                                   "the first lookahead is scored by a model that has learned something (at 0 the "
+                                   "untrained model picks: 0.8 points less accurate on crest-table)")
     epsilon: float = Field(0.01, gt=0.0, lt=1.0, description="stochastic greedy: (n/k)·ln(1/ε) candidates a pick")
     eta: float | None = Field(None, gt=0.0, description="lookahead step size (default: the configured, peak LR, "
                               "as CORDS; the current LR when the loop does not tell it)")
