@@ -110,6 +110,23 @@ def test_the_feed_reads_the_configured_peak_learning_rate_from_the_loops_schedul
     assert learning_rates(None) == (0.0, 0.0)
 
 
+def test_a_resumed_feed_keeps_the_peak_learning_rate_it_had_seen() -> None:
+    from coreselect.integrations.feed import SelectedBatch, SelectionFeed
+
+    train, model = _data(0), nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    feed = SelectionFeed(create_strategy("random"), train, Budget(0.3, 4, len(train), 16))
+    feed.start(model, torch.device("cpu"))
+    feed.fill(SelectedBatch(), optimizer)  # a hand-made warm-up that reached 0.1, no scheduler to tell it
+    for group in optimizer.param_groups:
+        group["lr"] = 0.01
+    resumed = SelectionFeed(create_strategy("random"), train, Budget(0.3, 4, len(train), 16))
+    resumed.load_state_dict(feed.state_dict())
+    resumed.start(model, torch.device("cpu"))
+    resumed.fill(SelectedBatch(), optimizer)
+    assert resumed.context is not None and resumed.context.peak_learning_rate == 0.1 > resumed.context.learning_rate
+
+
 def test_a_model_without_second_derivatives_gets_a_one_line_error_from_crest() -> None:
     from transformers import ViTConfig, ViTForImageClassification
 

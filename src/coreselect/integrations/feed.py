@@ -154,7 +154,8 @@ class SelectionFeed:
         if self.context is None:
             return self._pending or {}
         return {"strategy": self.strategy.state_dict(), "log": self.context.log.state_dict(),
-                "signals": self.context.training_signals.state_dict(), "step": self.step, "spent": self.spent}
+                "signals": self.context.training_signals.state_dict(), "step": self.step, "spent": self.spent,
+                "peak_learning_rate": self.context.peak_learning_rate}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from ``state`` (applied when the loop starts, or at once if it has)."""
@@ -173,3 +174,4 @@ class SelectionFeed:
         self.context.log.load_state_dict(state["log"])
         self.context.training_signals.load_state_dict(state["signals"])
         self.step, self.spent = state["step"], state["spent"]
+        self.context.peak_learning_rate = state.get("peak_learning_rate", 0.0)  # (absent from older states)
