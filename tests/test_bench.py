@@ -221,10 +221,15 @@ def test_bench_meeting_a_damaged_checkpoint_resumes_and_writes_its_report(
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     checkpoints = Path(f"{store_path}.checkpoints")
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None and not any(checkpoints.glob("*.pt")):
+    while time.monotonic() < deadline and process.poll() is None:
+        if any(checkpoints.glob("*.pt")):
+            os.killpg(process.pid, signal.SIGSTOP)  # freeze the benchmark and its workers where they are
+            if any(checkpoints.glob("*.pt")):
+                break
+            os.killpg(process.pid, signal.SIGCONT)  # a run ended in between and removed its checkpoint
         time.sleep(0.05)
     assert process.poll() is None, "the benchmark ended before it could be stopped"
-    process.send_signal(signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)  # kill -9 of the benchmark and its workers, mid-run
     process.communicate(timeout=60)
     damaged = list(checkpoints.glob("*.pt*"))
     assert damaged
