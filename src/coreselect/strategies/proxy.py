@@ -4,7 +4,8 @@ A strategy that scores examples with proxy runs (static coresets, irreducible-lo
 selection) implements :class:`NeedsProxy`; the experiment runner makes the runs it requests once per
 setting and seed (``coreselect.train.proxies``), caches them, and hands the record to :meth:`provide`.
 
-- ``dynamics``: one full-data run recording forgetting events, loss trajectories and its final logits;
+- ``dynamics``: one full-data run recording forgetting events, areas under the margin, loss trajectories and
+  its final logits;
 - ``early``: ``runs`` short full-data runs, EL2N and GraNd averaged over them at their end;
 - ``holdout``: one run on the holdout split; its logits for every training example (irreducible losses,
   validation-model predictions).
@@ -46,6 +47,7 @@ class ProxyRecord:
     seconds: float
     train_targets: Tensor | None = None
     forgetting: Tensor | None = None
+    aum: Tensor | None = None  # area under the margin: each example's mean margin over the run's steps
     train_trajectories: Tensor | None = None  # [points, n_train] losses
     val_trajectories: Tensor | None = None  # [points, n_val] losses
     val_targets: Tensor | None = None

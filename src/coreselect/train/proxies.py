@@ -1,7 +1,7 @@
 """Proxy training runs whose by-products score examples for static coresets.
 
-- ``dynamics``: one full-data run recording forgetting events, loss trajectories (when there is a
-  validation split) and its final logits (forgetting, LTC, SVP);
+- ``dynamics``: one full-data run recording forgetting events, areas under the margin, loss trajectories
+  (when there is a validation split) and its final logits (forgetting, LTC, SVP);
 - ``early``: ``runs`` independent full-data runs, each stopped after ``epochs`` epochs, at the end of which
   EL2N (‖p − y‖₂) and GraNd (last-layer gradient norm, closed form) are averaged over the runs;
 - ``holdout``: one run on the holdout split, then its logits for every training example (irreducible
@@ -44,6 +44,7 @@ from coreselect.strategies.registry import create_strategy
 from coreselect.train.checkpoint import CorruptFileError, load_tensors, save_tensors
 from coreselect.train.config import TrainConfig
 from coreselect.train.forgetting import FORGETTING, ForgettingEvents
+from coreselect.train.margins import AUM, AreaUnderMargin
 from coreselect.train.trainer import Trainer
 from coreselect.train.trajectory import LossTrajectories, TrajectoryStore
 
@@ -161,12 +162,12 @@ def _make(request: ProxyRequest, make_model: Callable[[], nn.Module], train: Exa
     start = time.perf_counter()
     if request.kind == "dynamics":
         torch.manual_seed(derive_seed(seed, "proxy:dynamics"))
-        callbacks: list = [forgetting := ForgettingEvents()]
+        callbacks: list = [forgetting := ForgettingEvents(), margin := AreaUnderMargin()]
         if val is not None:  # loss trajectories need validation losses
             callbacks.append(LossTrajectories(folder / "trajectories", request.record_every, request.train_losses))
         model = make_model()
         _train(model, train, recipe, val=val, seed=seed, device=device, callbacks=callbacks)
-        _save({"forgetting": forgetting.example_scores()[FORGETTING],
+        _save({"forgetting": forgetting.example_scores()[FORGETTING], "aum": margin.example_scores()[AUM],
                "final_logits": forward_in_batches(model, train).logits.cpu()}, folder / "scores.pt")
     elif request.kind == "holdout":
         if holdout is None:
@@ -213,7 +214,9 @@ def _load(folder: Path, request: ProxyRequest, train: Examples, val: Examples | 
     if request.kind == "holdout":
         return ProxyRecord(seconds, targets, holdout_logits=scores["holdout_logits"])
     if request.kind == "dynamics":
-        result = ProxyRecord(seconds, targets, forgetting=scores["forgetting"], final_logits=scores["final_logits"])
+        # a cache from before AUM was recorded lacks "aum": the KeyError has it remade
+        result = ProxyRecord(seconds, targets, forgetting=scores["forgetting"], aum=scores["aum"],
+                             final_logits=scores["final_logits"])
         if (folder / "trajectories" / "meta.json").is_file() and val is not None:
             store = TrajectoryStore.open(folder / "trajectories")
             result.train_trajectories = torch.from_numpy(store.train)
