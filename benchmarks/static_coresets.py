@@ -43,18 +43,19 @@ def main() -> None:
         if o.test_accuracy is None:
             continue
         c, accuracy = o.run.config, 100 * o.test_accuracy
-        if c.model == "lenet":
-            sweep[(c.strategy, c.train.budget)].append(accuracy)
+        if c.model == "lenet":  # rows by method and settings (a rule or a proxy's losses is a row of its own)
+            sweep[(c.method_label, c.train.budget)].append(accuracy)
         elif c.params.get("proxy_model") == "lenet":
             transfer[(c.strategy, "transferred (lenet)")].append(accuracy)
         else:
             transfer[(c.strategy, "same (mlp)")].append(accuracy)
     methods = list(dict.fromkeys(c for c, _ in sweep))
+    transferred = list(dict.fromkeys(c for c, _ in transfer))
     sizes = sorted({b for _, b in sweep})
     print("\nTest accuracy (%) of LeNet trained on the coreset, by coreset size (mean ± std over seeds):")
     print(table(sweep, methods, sizes, "method"))
     print("\nMLP target: coreset scored by an MLP proxy against a LeNet proxy:")
-    print(table(transfer, methods, ["same (mlp)", "transferred (lenet)"], "method"))
+    print(table(transfer, transferred, ["same (mlp)", "transferred (lenet)"], "method"))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Static coresets: LTC correlation against numpy, the trajectory store across a restart, hand-counted
-forgetting, class-balanced top-k, and the proxy runs the runner makes and caches."""
+forgetting, areas under the margin against sorted logits, class-balanced top-k, CCS against a brute-force count,
+and the proxy runs the runner makes and caches."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from coreselect.report import plots
 from coreselect.report.alignment import plot_alignment, store_alignment_figure
 from coreselect.signals import pairwise_trajectory_correlation, trajectory_correlation
 from coreselect.strategies import create_strategy
-from coreselect.strategies.static import top_k
-from coreselect.train import ForgettingCounter, TrainConfig, Trainer
+from coreselect.strategies.proxy import ProxyRecord
+from coreselect.strategies.static import coverage_centric, top_k
+from coreselect.train import AreaUnderMargin, Callback, ForgettingCounter, MarginAccumulator, TrainConfig, Trainer
+from coreselect.train.margins import margins
 from coreselect.train.trajectory import LossTrajectories, TrajectoryStore
-from test_trainer import _data, _Interrupt
+from test_trainer import _data, _Interrupt, _trainer
 
 
 def test_ltc_scores_match_numpy_corrcoef() -> None:
@@ -85,6 +88,98 @@ def test_forgetting_counts_a_hand_computed_sequence() -> None:
     for idx, ok in [([0, 1, 2], [1, 0, 0]), ([0, 1], [0, 1]), ([0, 1, 2], [1, 1, 0]), ([0], [0])]:
         counter.update(torch.tensor(idx), torch.tensor(ok, dtype=torch.bool))
     assert counter.scores().tolist() == [2.0, 0.0, 3.0]  # never learned: one more than the most forgotten
+
+
+def _margin_by_sorting(row: list[float], label: int) -> float:
+    """The margin of one row of logits from its sorted values (independent of the library's scatter)."""
+    ranked = sorted(range(len(row)), key=lambda j: -row[j])
+    rival = ranked[1] if ranked[0] == label else ranked[0]
+    return row[label] - row[rival]
+
+
+def test_area_under_margin_is_each_examples_mean_margin() -> None:
+    g = torch.Generator().manual_seed(0)
+    accumulator, seen = MarginAccumulator(6), {i: [] for i in range(6)}
+    targets = torch.tensor([0, 1, 2, 3, 0, 1])
+    for indices in ([0, 1, 2], [2, 3, 3, 0], [1, 4], [0]):  # example 3 twice in one batch; example 5 never
+        idx = torch.tensor(indices)
+        logits = torch.randn(len(indices), 4, generator=g)
+        accumulator.update(idx, margins(logits, targets[idx]))
+        for row, i in zip(logits.tolist(), indices, strict=True):
+            seen[i].append(_margin_by_sorting(row, int(targets[i])))
+    got = accumulator.scores()
+    for i in range(5):
+        assert float(got[i]) == pytest.approx(float(np.mean(seen[i])), abs=1e-6)
+    assert torch.isnan(got[5])
+
+
+class _StepLogits(Callback):
+    def __init__(self) -> None:
+        self.steps: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def on_step_end(self, trainer: Trainer, batch, out) -> None:  # type: ignore[no-untyped-def]
+        self.steps.append((batch.indices.clone(), out.logits.detach().clone()))
+
+
+def test_area_under_margin_comes_from_the_training_steps_and_survives_a_restart(tmp_path: Path) -> None:
+    recorder, straight = _StepLogits(), AreaUnderMargin()
+    trainer = _trainer("full", callbacks=[recorder, straight], budget=1.0)
+    trainer.fit()
+    margins_of: dict[int, list[float]] = {}
+    for indices, logits in recorder.steps:
+        for i, row in zip(indices.tolist(), logits.tolist(), strict=True):
+            margins_of.setdefault(i, []).append(_margin_by_sorting(row, int(trainer.train_data.targets[i])))
+    expected = torch.tensor([float(np.mean(margins_of[i])) for i in range(len(trainer.train_data))])
+    torch.testing.assert_close(straight.example_scores()["aum"], expected, atol=1e-5, rtol=0)
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _trainer("full", checkpoint, callbacks=[AreaUnderMargin(), _Interrupt(2)], budget=1.0).fit()
+    resumed = AreaUnderMargin()
+    _trainer("full", checkpoint, callbacks=[resumed], budget=1.0).fit()
+    torch.testing.assert_close(resumed.example_scores()["aum"], straight.example_scores()["aum"])
+
+
+def test_ccs_drops_by_a_second_score_and_stratifies_the_first() -> None:
+    g = torch.Generator().manual_seed(6)
+    scores, cut = torch.rand(300, generator=g), torch.rand(300, generator=g)
+    k, beta, strata = 50, 0.3, 6
+    chosen = coverage_centric(scores, torch.zeros(300, dtype=torch.long), k, beta=beta, strata=strata,
+                              class_balanced=False, drop_scores=cut)
+    dropped = set(sorted(range(300), key=lambda i: -float(cut[i]))[: int(beta * 300)])
+    pool = [i for i in range(300) if i not in dropped]
+    assert len(chosen) == k and not dropped & set(chosen.tolist())
+    low, high = min(float(scores[i]) for i in pool), max(float(scores[i]) for i in pool)
+    counts = [0] * strata
+    for i in pool:
+        counts[min(int((float(scores[i]) - low) / ((high - low) / strata)), strata - 1)] += 1
+    expected, left = [0] * strata, k
+    for j, b in enumerate(sorted(range(strata), key=lambda b: counts[b])):
+        expected[b] = min(counts[b], left // (strata - j))
+        left -= expected[b]
+    got = [0] * strata
+    for i in chosen.tolist():
+        got[min(int((float(scores[i]) - low) / ((high - low) / strata)), strata - 1)] += 1
+    assert got == expected
+    with pytest.raises(Exception, match="hard-cut score"):
+        coverage_centric(scores, torch.zeros(300, dtype=torch.long), k, beta=beta, drop_scores=cut[:10])
+
+
+@pytest.mark.parametrize("drop_by", ["score", "aum"])
+def test_forgetting_ccs_drops_the_lowest_margins_or_the_most_forgotten(drop_by: str) -> None:
+    data = _data(0)
+    g = torch.Generator().manual_seed(8)
+    record = ProxyRecord(1.0, data.targets, forgetting=torch.randint(0, 9, (len(data),), generator=g).float(),
+                         aum=torch.randn(len(data), generator=g))
+    strategy = create_strategy("forgetting", rule="ccs", ccs_beta=0.4, ccs_drop_by=drop_by)
+    trainer = Trainer(create_model("mlp", (1, 8, 8), 4), strategy, data, _data(1),
+                      TrainConfig(epochs=1, budget=0.2, eval_points=1), progress_bar=False)
+    strategy.setup(trainer.context)
+    strategy.provide(record)
+    chosen = set(strategy.select(0).indices.tolist())
+    hardness = -record.aum if drop_by == "aum" else record.forgetting
+    hardest = set(torch.argsort(hardness, descending=True, stable=True)[: int(0.4 * len(data))].tolist())
+    # forgetting's CCS samples over the whole set by default
+    assert len(chosen) == round(0.2 * len(data)) and not hardest & chosen
 
 
 def test_class_balanced_top_k() -> None:
@@ -172,8 +267,6 @@ def _ccs_allocation(scores: list[float], k: int, beta: float, strata: int) -> tu
 
 
 def test_ccs_drops_the_hardest_and_fills_strata_like_a_brute_force_count() -> None:
-    from coreselect.strategies.static import coverage_centric
-
     g = torch.Generator().manual_seed(3)
     scores = torch.cat([torch.rand(300, generator=g), 3 + torch.rand(20, generator=g)])  # a long hard tail
     targets = torch.zeros(320, dtype=torch.long)
@@ -193,8 +286,6 @@ def test_ccs_drops_the_hardest_and_fills_strata_like_a_brute_force_count() -> No
 
 
 def test_ccs_keeps_class_quotas_and_is_seeded() -> None:
-    from coreselect.strategies.static import coverage_centric
-
     scores = torch.rand(400, generator=torch.Generator().manual_seed(1))
     targets = torch.arange(400) % 4
     a = coverage_centric(scores, targets, 100, beta=0.2, generator=torch.Generator().manual_seed(5))
@@ -205,12 +296,15 @@ def test_ccs_keeps_class_quotas_and_is_seeded() -> None:
 @pytest.mark.parametrize("name", ["el2n", "ltc"])
 def test_ccs_drops_the_hardest_end_of_each_score(name: str) -> None:
     """EL2N's hardest are its highest scores; LTC's are its lowest (the least aligned with the validation loss):
-    a CCS selection never holds the hardest beta share of its class, and a top-k selection is the highest."""
+    a CCS selection never holds the hardest beta share of its class, and a top-k selection is the highest; the
+    default is CCS for EL2N, top-k for LTC (both per class)."""
     data = _data(0)
     scores = torch.rand(len(data), generator=torch.Generator().manual_seed(3))
     picked = {}
-    for rule in ("ccs", "top"):
-        strategy = create_strategy(name, rule=rule, ccs_beta=0.5, class_balanced=True)
+    settings = {"ccs": {"rule": "ccs", "class_balanced": True}, "top": {"rule": "top", "class_balanced": True},
+                "default": {}, "ccs over the set": {"rule": "ccs", "class_balanced": False}}
+    for rule, params in settings.items():
+        strategy = create_strategy(name, **params, ccs_beta=0.5)
         trainer = Trainer(create_model("mlp", (1, 8, 8), 4), strategy, data, _data(1),
                           TrainConfig(epochs=1, budget=0.2, eval_points=1), progress_bar=False)
         strategy.setup(trainer.context)
@@ -224,6 +318,9 @@ def test_ccs_drops_the_hardest_end_of_each_score(name: str) -> None:
         assert chosen and not hardest & set(chosen)
         top = [i for i in picked["top"].tolist() if int(data.targets[i]) == c]  # top-k: the class's highest
         assert set(top) == set(members[torch.topk(scores[members], len(top)).indices].tolist())
+    # a score of difficulty selects by CCS unless told otherwise, per class; LTC keeps its paper's top-k
+    assert torch.equal(picked["default"], picked["ccs" if name == "el2n" else "top"])
+    assert not torch.equal(picked["ccs over the set"], picked["ccs"])
 
 
 @pytest.mark.parametrize(("budget", "beta"), [(0.02, 0.3), (0.2, 0.1)])

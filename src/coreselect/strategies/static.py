@@ -4,9 +4,11 @@ Each strategy names the proxy runs it needs (:class:`ProxyRequest`), turns their
 (:class:`ProxyRecord`) into one score per training example, and keeps ``budget · n`` of them, per class
 (equal quotas, water-filled) or globally: the highest (``rule=top``), or spread over the score range with
 the hardest share dropped (``rule=ccs``, coverage-centric selection, which keeps a small coreset from
-being all hard and mislabelled examples). The experiment runner makes and caches the proxy runs
-(``coreselect.train.proxies``); in your own loop, call :meth:`ScoredStatic.provide` with a record, or
-:meth:`ScoredStatic.use_scores` with any scores of your own.
+being all hard and mislabelled examples). CCS is the default of the scores of difficulty (forgetting, EL2N,
+GraNd), whose top-k trains below a random subset at every measured size; LTC and SVP keep their papers'
+top-k. The experiment runner makes and caches the proxy runs (``coreselect.train.proxies``); in your own
+loop, call :meth:`ScoredStatic.provide` with a record, or :meth:`ScoredStatic.use_scores` with any scores of
+your own.
 
 Score directions (higher is kept): SVP — higher predictive entropy of a small, briefly trained proxy (or
 more forgetting events); forgetting — more forgetting events (never-learned examples count as
@@ -37,31 +39,32 @@ from coreselect.submodular.facility_location import class_quotas
 
 def _per_class(scores: Tensor, targets: Tensor, k: int, class_balanced: bool,
                pick: Callable[[Tensor, int], Tensor]) -> Tensor:
-    """``pick(scores, k)`` (positions into ``scores``) over the whole set, or within each class with equal
+    """``pick(positions, k)`` (a subset of ``positions``) over the whole set, or within each class with equal
     (water-filled) quotas; checks that every example has a score."""
     if scores.shape != targets.shape:
         raise InvalidInputError(f"{len(scores)} scores for {len(targets)} examples")
     if torch.isnan(scores).any():
         raise InvalidInputError("scores hold NaN; every training example needs a score")
     if not class_balanced:
-        return pick(scores, k)
+        return pick(torch.arange(len(scores)), k)
     classes = torch.unique(targets)
     members = [torch.nonzero(targets == c).squeeze(1) for c in classes]
     quotas = class_quotas(torch.tensor([len(m) for m in members]), k)
-    return torch.cat([m[pick(scores[m], int(q))] for m, q in zip(members, quotas, strict=True)])
+    return torch.cat([pick(m, int(q)) for m, q in zip(members, quotas, strict=True)])
 
 
 def top_k(scores: Tensor, targets: Tensor, k: int, *, class_balanced: bool = True) -> Tensor:
     """Indices of the ``k`` highest scores, globally or per class with equal (water-filled) quotas."""
-    return _per_class(scores, targets, k, class_balanced, lambda s, q: torch.topk(s, q).indices)
+    return _per_class(scores, targets, k, class_balanced, lambda m, q: m[torch.topk(scores[m], q).indices])
 
 
-def _stratified_sample(scores: Tensor, k: int, beta: float, strata: int, generator: torch.Generator) -> Tensor:
-    """CCS within one group: drop the hardest ``beta`` share, cut the remaining score range into ``strata``
-    bins of equal width, fill the bins from the smallest up with an equal share of what is left of ``k``,
-    sampled uniformly inside each bin. Returns positions into ``scores``."""
+def _stratified_sample(scores: Tensor, drop_scores: Tensor, k: int, beta: float, strata: int,
+                       generator: torch.Generator) -> Tensor:
+    """CCS within one group: drop the hardest ``beta`` share by ``drop_scores``, cut the remaining range of
+    ``scores`` into ``strata`` bins of equal width, fill the bins from the smallest up with an equal share of what
+    is left of ``k``, sampled uniformly inside each bin. Returns positions into ``scores``."""
     n = len(scores)
-    order = torch.argsort(scores, descending=True, stable=True)
+    order = torch.argsort(drop_scores, descending=True, stable=True)
     dropped = min(int(beta * n), n - k)  # never drop so many that the budget cannot be met
     pool = order[dropped:]
     values = scores[pool].double()
@@ -80,13 +83,19 @@ def _stratified_sample(scores: Tensor, k: int, beta: float, strata: int, generat
 
 
 def coverage_centric(scores: Tensor, targets: Tensor, k: int, *, beta: float, strata: int = 50,
-                     class_balanced: bool = True, generator: torch.Generator | None = None) -> Tensor:
+                     class_balanced: bool = True, generator: torch.Generator | None = None,
+                     drop_scores: Tensor | None = None) -> Tensor:
     """Coverage-centric coreset selection (CCS, Zheng et al. 2023) of ``k`` examples by difficulty ``scores``
-    (higher is harder): the hardest ``beta`` share dropped, the rest sampled evenly across score strata;
-    per class with equal (water-filled) quotas, or over the whole set."""
+    (higher is harder): the hardest ``beta`` share dropped (by ``drop_scores``, higher harder, if given: CCS's
+    reference code drops by AUM whatever it stratifies), the rest sampled evenly across score strata; per class
+    with equal (water-filled) quotas, or over the whole set."""
     generator = generator or torch.Generator().manual_seed(0)
+    drop = scores if drop_scores is None else drop_scores
+    if drop.shape != scores.shape or torch.isnan(drop).any():
+        raise InvalidInputError(f"CCS needs one hard-cut score per example without NaN ({len(drop)} for "
+                                f"{len(scores)} examples)")
     return _per_class(scores, targets, k, class_balanced,
-                      lambda s, q: _stratified_sample(s, q, beta, strata, generator))
+                      lambda m, q: m[_stratified_sample(scores[m], drop[m], q, beta, strata, generator)])
 
 
 # CCS's default hard cut-off by coreset share (measured on `sizes`, 3 seeds: at 1 % β 0.3 over β 0.1 lifts EL2N by 4.0
@@ -101,7 +110,7 @@ TOP_K_NOTE_SHARE = 0.3
 class StaticParams(StrategyParams):
     """Proxy and selection settings shared by the score-based static coresets."""
 
-    class_balanced: bool = Field(True, description="equal quotas per class (else the global top scores)")
+    class_balanced: bool = Field(True, description="equal quotas per class (else over the whole set)")
     rule: Literal["top", "ccs"] = Field("top", description="top: the highest scores; ccs: coverage-centric "
                                         "(hardest ccs_beta dropped, the rest sampled evenly over score strata)")
     ccs_beta: float | None = Field(None, ge=0.0, lt=1.0, description="share of the hardest examples CCS drops "
@@ -125,6 +134,7 @@ class ScoredStatic(EpochStrategy):
     def __init__(self, params: StaticParams | None = None) -> None:
         super().__init__(params)
         self.scores: Tensor | None = None
+        self.hard_cut: Tensor | None = None  # what CCS drops its hardest share by (higher harder); None: the score
         self.proxy_seconds = 0.0
 
     def proxy_request(self) -> ProxyRequest:
@@ -145,9 +155,15 @@ class ScoredStatic(EpochStrategy):
     def score(self, record: ProxyRecord) -> Tensor:
         """One score per training example from the proxy record (higher is kept)."""
 
+    def hard_cut_score(self, record: ProxyRecord) -> Tensor | None:
+        """What CCS drops the hardest share by, from the proxy record (higher harder); None: the score itself."""
+        return None
+
     def provide(self, record: ProxyRecord) -> None:
         """Scores from a proxy record (what the runner calls before training)."""
         self.use_scores(self.score(record))
+        cut = self.hard_cut_score(record)
+        self.hard_cut = None if cut is None else cut.detach().float().cpu()
         self.proxy_seconds = record.seconds
 
     def use_scores(self, scores: Tensor) -> None:
@@ -166,7 +182,8 @@ class ScoredStatic(EpochStrategy):
             generator = torch.Generator().manual_seed(derive_seed(ctx.seed, f"ccs:{self.name}"))
             difficulty = self.scores if self.higher_is_harder else -self.scores
             indices = coverage_centric(difficulty, targets, ctx.budget.epoch_examples, beta=self.ccs_beta(),
-                                       strata=p.ccs_strata, class_balanced=p.class_balanced, generator=generator)
+                                       strata=p.ccs_strata, class_balanced=p.class_balanced, generator=generator,
+                                       drop_scores=self.hard_cut)
         else:
             share = ctx.budget.epoch_examples / len(ctx.train)
             if self.higher_is_harder and share <= TOP_K_NOTE_SHARE:
@@ -194,20 +211,48 @@ def _required(value: Tensor | None, what: str) -> Tensor:
     return value
 
 
-@register("forgetting", family="static", params=StaticParams,
-          summary="the most-forgotten examples of a full-data proxy run (Toneva et al.)")
+class DifficultyParams(StaticParams):
+    """Settings of a score of difficulty (forgetting, EL2N, GraNd): coverage-centric by default, since their
+    hardest examples alone train below a random subset at every coreset size of `sizes` (1-30 %)."""
+
+    rule: Literal["top", "ccs"] = Field("ccs", description="ccs: coverage-centric (hardest ccs_beta dropped, the "
+                                        "rest sampled evenly over score strata); top: the highest scores (the "
+                                        "score's paper)")
+
+
+class ForgettingParams(DifficultyParams):
+    # Forgetting counts take a few values within a class, so per-class CCS strata collapse to the class's own
+    # mix (on `sizes` at 5 %: a random subset's accuracy); over the whole set, as CCS's reference code samples,
+    # the classes whose counts spread wider get more of the coreset (+0.3 to +2.2 points over a random subset
+    # at 1-30 %, against -0.04 to +1.3 per class). EL2N and GraNd lose 9 points at 1 % that way: per class.
+    class_balanced: bool = Field(False, description="equal quotas per class (else over the whole set, the default: "
+                                 "forgetting counts take few values within a class)")
+    ccs_drop_by: Literal["score", "aum"] = Field("score", description="what CCS drops the hardest share by: the "
+                                                 "forgetting counts, or the lowest area under the margin of the "
+                                                 "same proxy run (CCS's reference code, for every score)")
+
+
+@register("forgetting", family="static", params=ForgettingParams,
+          summary="forgetting events of a full-data proxy run (Toneva et al.), sampled across their range "
+                  "(CCS; rule=top: the most forgotten)")
 class Forgetting(ScoredStatic):
+    params: ForgettingParams
+
     def score(self, record: ProxyRecord) -> Tensor:
         return _required(record.forgetting, "forgetting counts")
 
+    def hard_cut_score(self, record: ProxyRecord) -> Tensor | None:
+        return -_required(record.aum, "areas under the margin") if self.params.ccs_drop_by == "aum" else None
 
-class EarlyParams(StaticParams):
+
+class EarlyParams(DifficultyParams):
     proxy_runs: int = Field(3, ge=1, description="independent proxy runs averaged")
     proxy_epochs: int | None = Field(2, ge=1, description="epochs each proxy trains before scoring (early)")
 
 
 @register("el2n", family="static", params=EarlyParams,
-          summary="largest ‖p − y‖₂ early in training, averaged over proxy runs (Paul et al.)")
+          summary="‖p − y‖₂ early in training, averaged over proxy runs (Paul et al.), sampled across its "
+                  "range (CCS; rule=top: the largest)")
 class EL2N(ScoredStatic):
     params: EarlyParams
     proxy_kind = "early"
@@ -221,7 +266,8 @@ class EL2N(ScoredStatic):
 
 
 @register("grand", family="static", params=EarlyParams,
-          summary="largest last-layer gradient norm early in training, averaged over proxy runs")
+          summary="last-layer gradient norm early in training, averaged over proxy runs, sampled across its "
+                  "range (CCS; rule=top: the largest)")
 class GraNd(EL2N):
     def score(self, record: ProxyRecord) -> Tensor:
         return _required(record.grand, "GraNd scores")
