@@ -8,16 +8,10 @@ step computed anyway, in one batched update per step.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import torch
 from torch import Tensor
 
-from coreselect.train.callbacks import Callback
-
-if TYPE_CHECKING:
-    from coreselect.strategies.protocol import Batch, StepOutput
-    from coreselect.train.trainer import Trainer
+from coreselect.train.callbacks import ExampleStatisticRecorder
 
 FORGETTING = "forgetting"
 _UNSEEN = -1
@@ -30,6 +24,10 @@ class ForgettingCounter:
         self.last_correct = torch.full((n,), _UNSEEN, dtype=torch.int8)
         self.forgets = torch.zeros(n, dtype=torch.int32)
         self.learned = torch.zeros(n, dtype=torch.bool)
+
+    def observe(self, indices: Tensor, logits: Tensor, targets: Tensor) -> None:
+        """One training step's presentation of ``indices``, correct where the logits' argmax is the target."""
+        self.update(indices, logits.argmax(1) == targets)
 
     def update(self, indices: Tensor, correct: Tensor) -> None:
         """One presentation of ``indices`` with their correctness (an example twice in one batch counts once,
@@ -59,31 +57,13 @@ class ForgettingCounter:
         self.last_correct, self.forgets, self.learned = state["last_correct"], state["forgets"], state["learned"]
 
 
-class ForgettingEvents(Callback):
+class ForgettingEvents(ExampleStatisticRecorder):
     """Counts forgetting events of the training examples from each step's logits; see :class:`ForgettingCounter`.
 
     After training, :meth:`example_scores` gives ``{"forgetting": scores}`` (the runner stores it).
     """
 
-    def __init__(self) -> None:
-        self.counter: ForgettingCounter | None = None
+    name = FORGETTING
 
-    def on_train_begin(self, trainer: Trainer) -> None:
-        if self.counter is None:
-            self.counter = ForgettingCounter(len(trainer.train_data))
-
-    def on_step_end(self, trainer: Trainer, batch: Batch, out: StepOutput) -> None:
-        assert self.counter is not None
-        targets = trainer.train_data.targets[batch.indices.to(trainer.train_data.device)]
-        self.counter.update(batch.indices, out.logits.argmax(1) == targets)
-
-    def example_scores(self) -> dict[str, Tensor]:
-        return {} if self.counter is None else {FORGETTING: self.counter.scores()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {} if self.counter is None else self.counter.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state:
-            self.counter = ForgettingCounter(0)
-            self.counter.load_state_dict(state)
+    def create(self, n: int) -> ForgettingCounter:
+        return ForgettingCounter(n)

@@ -8,16 +8,10 @@ share by AUM whatever score it then stratifies; forgetting does so here (``ccs_d
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import torch
 from torch import Tensor
 
-from coreselect.train.callbacks import Callback
-
-if TYPE_CHECKING:
-    from coreselect.strategies.protocol import Batch, StepOutput
-    from coreselect.train.trainer import Trainer
+from coreselect.train.callbacks import ExampleStatisticRecorder
 
 AUM = "aum"
 
@@ -36,6 +30,10 @@ class MarginAccumulator:
         self.total = torch.zeros(n, dtype=torch.float64)
         self.count = torch.zeros(n, dtype=torch.int32)
 
+    def observe(self, indices: Tensor, logits: Tensor, targets: Tensor) -> None:
+        """One training step's presentation of ``indices`` with their logits."""
+        self.update(indices, margins(logits.float(), targets))
+
     def update(self, indices: Tensor, batch_margins: Tensor) -> None:
         """One presentation of ``indices`` with their margins (an example twice in a batch counts twice)."""
         indices = indices.cpu()
@@ -53,31 +51,13 @@ class MarginAccumulator:
         self.total, self.count = state["total"], state["count"]
 
 
-class AreaUnderMargin(Callback):
+class AreaUnderMargin(ExampleStatisticRecorder):
     """Accumulates the training examples' margins from each step's logits; see :class:`MarginAccumulator`.
 
     After training, :meth:`example_scores` gives ``{"aum": scores}``.
     """
 
-    def __init__(self) -> None:
-        self.accumulator: MarginAccumulator | None = None
+    name = AUM
 
-    def on_train_begin(self, trainer: Trainer) -> None:
-        if self.accumulator is None:
-            self.accumulator = MarginAccumulator(len(trainer.train_data))
-
-    def on_step_end(self, trainer: Trainer, batch: Batch, out: StepOutput) -> None:
-        assert self.accumulator is not None
-        targets = trainer.train_data.targets[batch.indices.to(trainer.train_data.device)]
-        self.accumulator.update(batch.indices, margins(out.logits.detach().float(), targets.to(out.logits.device)))
-
-    def example_scores(self) -> dict[str, Tensor]:
-        return {} if self.accumulator is None else {AUM: self.accumulator.scores()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {} if self.accumulator is None else self.accumulator.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state:
-            self.accumulator = MarginAccumulator(0)
-            self.accumulator.load_state_dict(state)
+    def create(self, n: int) -> MarginAccumulator:
+        return MarginAccumulator(n)
