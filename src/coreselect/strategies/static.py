@@ -224,7 +224,7 @@ class ForgettingParams(DifficultyParams):
     # Forgetting counts take a few values within a class, so per-class CCS strata collapse to the class's own
     # mix (on `sizes` at 5 %: a random subset's accuracy); over the whole set, as CCS's reference code samples,
     # the classes whose counts spread wider get more of the coreset (+0.3 to +2.2 points over a random subset
-    # at 1-30 %, against -0.04 to +1.3 per class). EL2N and GraNd lose 9 points at 1 % that way: per class.
+    # at 1-30 %, against -0.04 to +1.3 per class). EL2N and GraNd lose 8.6-10.1 points at 1 % that way: per class.
     class_balanced: bool = Field(False, description="equal quotas per class (else over the whole set, the default: "
                                  "forgetting counts take few values within a class)")
     ccs_drop_by: Literal["score", "aum"] = Field("score", description="what CCS drops the hardest share by: the "
