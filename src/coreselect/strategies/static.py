@@ -167,8 +167,9 @@ class ScoredStatic(EpochStrategy):
         self.proxy_seconds = record.seconds
 
     def use_scores(self, scores: Tensor) -> None:
-        """Any per-example scores, higher kept."""
+        """Any per-example scores, higher kept (CCS then cuts the hardest share by these scores too)."""
         self.scores = scores.detach().float().cpu()
+        self.hard_cut = None
 
     def select(self, epoch: int) -> Selection | None:
         if epoch > 0:
