@@ -90,10 +90,10 @@ def coverage_centric(scores: Tensor, targets: Tensor, k: int, *, beta: float, st
     reference code drops by AUM whatever it stratifies), the rest sampled evenly across score strata; per class
     with equal (water-filled) quotas, or over the whole set."""
     generator = generator or torch.Generator().manual_seed(0)
-    drop = scores if drop_scores is None else drop_scores
-    if drop.shape != scores.shape or torch.isnan(drop).any():
-        raise InvalidInputError(f"CCS needs one hard-cut score per example without NaN ({len(drop)} for "
+    if drop_scores is not None and (drop_scores.shape != scores.shape or torch.isnan(drop_scores).any()):
+        raise InvalidInputError(f"CCS needs one hard-cut score per example without NaN ({len(drop_scores)} for "
                                 f"{len(scores)} examples)")
+    drop = scores if drop_scores is None else drop_scores  # the scores themselves are checked per class below
     return _per_class(scores, targets, k, class_balanced,
                       lambda m, q: m[_stratified_sample(scores[m], drop[m], q, beta, strata, generator)])
 
