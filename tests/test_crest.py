@@ -290,6 +290,20 @@ def test_fit_batches_fits_the_quadratic_on_drawn_batches_of_the_coreset() -> Non
     assert torch.allclose(full.state.quadratic.grad, mean_gradient, atol=1e-6)  # default: all batches
 
 
+def test_fit_batches_takes_the_other_batches_intercepts_from_the_selection_forward() -> None:
+    ctx = _context()
+    strategy = create_strategy("crest", random_subset_size=0.1, num_coresets=4, fit_batches=1, check_with="steps",
+                               batch_intercepts=True)
+    strategy.setup(ctx)
+    with torch.no_grad():  # every example's loss at the weights the region starts from (the MLP has no dropout)
+        expected = F.cross_entropy(ctx.model(ctx.train.inputs), ctx.train.targets, reduction="none")
+    next(strategy.batches())
+    st = strategy.state
+    assert len(st.coreset) == 4 * 16  # one batch fitted, three left out
+    assert torch.allclose(st.intercepts, expected[st.coreset], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(st.intercepts, torch.full_like(st.intercepts, st.quadratic.base_loss), atol=1e-3)
+
+
 def _relative(estimate: torch.Tensor, reference: torch.Tensor) -> float:
     return float((estimate - reference).norm() / reference.norm())
 

@@ -82,7 +82,8 @@ class CrestParams(SubsetParams):
                                                   "squared Hutchinson estimates), each Hessian row's norm in "
                                                   "expectation; diagonal: their average, unbiased for diag(H)")
     fit_batches: int | None = Field(None, ge=1, description="fit the quadratic model on this many of the region's "
-                                    "mini-batches, drawn at random (default: all of them, as the official code)")
+                                    "mini-batches, drawn at random (default: all of them, as the official code); "
+                                    "batch_intercepts takes the other batches' losses from the selection forward")
     full_set_check: bool = Field(False, description="official: forward the whole training set at each check")
     uniform_first_epoch: bool = Field(False, description="official: one epoch of uniform batches first")
 
@@ -264,13 +265,17 @@ class Crest(SeededStrategy):
         st.updates += 1
         st.seconds["select"] += time.perf_counter() - start
         start = time.perf_counter()
-        self._fit_quadratic(base_loss=float(losses[picked].mean()) if self.params.anchor_on_subsets else None)
+        known = torch.full((len(ctx.train),), math.nan)  # each forwarded example's loss at the anchor (eval mode)
+        known[union] = losses.float()
+        self._fit_quadratic(base_loss=float(losses[picked].mean()) if self.params.anchor_on_subsets else None,
+                            known_losses=known)
         st.seconds["approximate"] += time.perf_counter() - start
 
-    def _fit_quadratic(self, base_loss: float | None = None) -> None:
+    def _fit_quadratic(self, base_loss: float | None = None, known_losses: Tensor | None = None) -> None:
         """L₀, ĝ, ĥ of the weighted coreset loss (or of the subsets' loss), in batches of m in train mode;
         Hutchinson diagonal with the official code's exponential averages, never reset between regions.
-        ``base_loss`` replaces the fitted L₀ (the anchor of ``anchor_on_subsets``)."""
+        ``base_loss`` replaces the fitted L₀ (the anchor of ``anchor_on_subsets``); ``known_losses`` (per training
+        example, NaN where unknown) gives the intercepts of points in batches that ``fit_batches`` leaves out."""
         ctx, p, st = self.context, self.params, self.state
         points = st.coreset if p.approx_with_coreset else st.subsets
         point_weights = st.weights if p.approx_with_coreset else torch.ones(len(points))
@@ -282,7 +287,7 @@ class Crest(SeededStrategy):
         grad_sum = [torch.zeros_like(q) for q in params]
         hess_sum = [torch.zeros_like(q) for q in params]
         loss_sum, norms = 0.0, []
-        intercepts = torch.full((len(points),), math.nan)
+        intercepts = torch.full((len(points),), math.nan) if known_losses is None else known_losses[points].clone()
         starts = list(range(0, len(points), m))
         if p.fit_batches is not None and p.fit_batches < len(starts):  # a random few: the same mean, noisier
             drawn = torch.randperm(len(starts), generator=self.generator)[: p.fit_batches].sort().values
@@ -317,7 +322,8 @@ class Crest(SeededStrategy):
         total = sum(len(points[start : start + m]) for start in starts)
         fitted_loss = loss_sum / total
         base = fitted_loss if base_loss is None else base_loss
-        st.intercepts = intercepts.nan_to_num(fitted_loss)  # points of batches fit_batches left out: the mean
+        st.intercepts = intercepts.nan_to_num(fitted_loss)  # points of batches fit_batches left out: their losses
+        # from the selection forward (eval mode; the same as train mode for a model without BatchNorm or dropout)
         st.quadratic = QuadraticModel(base, _flat(grad_sum) / total, _flat(hess_sum) / total,
                                       _flat([q.detach() for q in params]).clone())
         h_norm = sum(norms) / len(norms)
