@@ -2,7 +2,7 @@
 
 Each case prepares files in a folder and returns the ``coreselect`` arguments to run there, the exit code
 expected (2: a one-line error naming the problem and the fix; 0: handled, possibly with a warning) and the
-words the message must hold. ``tests/test_bad_input.py`` runs each as a user would (a fresh process, as many at
+words the message must hold. ``tests/test_bad_input.py`` runs each as a user would (a process of its own, as many at
 a time as there are cores) and checks its outcome; ``benchmarks/bad_input_probe.py`` runs them with a time limit
 and counts clear errors, handled cases, tracebacks, silent wrong results and hangs.
 """

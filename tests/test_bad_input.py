@@ -1,8 +1,15 @@
 """Every probe case (tests/probe_cases.py) ends as it must: exit 2 with one line naming the problem and the
-fix, or exit 0 with the warning it deserves; never a traceback."""
+fix, or exit 0 with the warning it deserves; never a traceback.
+
+Each case is the ``python -m coreselect`` command in a process of its own, forked from a server that imported
+coreselect once (``tests/probe_child.py``): the interpreter's start-up, mostly ``import torch``, is paid once
+instead of 52 times. The permission cases, which run as another user, and ``benchmarks/bad_input_probe.py`` start
+a fresh interpreter for each case (``run_case``); both ways give the same exit codes and messages.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -14,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from probe_cases import CASES, Case
+from probe_child import run_command
 
 NOBODY = 65534
 
@@ -24,12 +32,38 @@ def run_case(case: Case, folder: Path, timeout: float = 240) -> subprocess.Compl
     command = [sys.executable, "-m", "coreselect", *args]
     if case.as_nobody and os.geteuid() == 0:  # root writes read-only files: run as an unprivileged user
         command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=folder, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=folder, env=_environment())
+
+
+def _environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+
+
+FORKSERVER = multiprocessing.get_context("forkserver")
+FORKSERVER.set_forkserver_preload(["coreselect.cli", "probe_child"])
+
+
+def run_case_forked(case: Case, folder: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``run_case`` without the interpreter's start-up: the command runs as ``python -m coreselect`` would, in a
+    process of its own, forked from a server that imported coreselect once."""
+    args = case.prepare(folder)
+    with tempfile.TemporaryDirectory(prefix="coreselect-probe-out-") as out:
+        stdout, stderr = Path(out) / "stdout", Path(out) / "stderr"
+        child = FORKSERVER.Process(target=run_command, args=(args, str(folder), str(stdout), str(stderr),
+                                                             _environment()))
+        child.start()
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+            child.join()
+            raise subprocess.TimeoutExpired(["coreselect", *args], timeout)
+        return subprocess.CompletedProcess(["coreselect", *args], child.exitcode, stdout.read_text(),
+                                           stderr.read_text())
 
 
 def _outcome(case: Case) -> subprocess.CompletedProcess | None:
-    """``case`` run in a folder of its own (world-writable when it runs as ``nobody``); None if it cannot be."""
+    """``case`` run in a folder of its own (world-writable when it runs as ``nobody``, then as a fresh interpreter
+    under ``setpriv``; otherwise forked from the server); None if it cannot be."""
     unprivileged = case.as_nobody and os.geteuid() == 0
     if unprivileged and shutil.which("setpriv") is None:
         return None
@@ -37,7 +71,7 @@ def _outcome(case: Case) -> subprocess.CompletedProcess | None:
     if unprivileged:
         folder.chmod(0o777)
     try:
-        return run_case(case, folder)
+        return run_case(case, folder) if unprivileged else run_case_forked(case, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -1,0 +1,24 @@
+"""One ``coreselect`` command run as ``python -m coreselect`` runs it, in a process of its own forked from a
+server that has imported coreselect once (``tests/test_bad_input.py``'s fast path: a fresh interpreter spends
+seconds importing torch for each case). The command gets its own working folder, environment and exit status;
+its stdout and stderr go to files."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+
+
+def run_command(args: list[str], folder: str, stdout: str, stderr: str, environment: dict[str, str]) -> None:
+    """The body of the child process: its exit status is the command's (multiprocessing turns ``SystemExit``
+    into the exit code and prints any other exception's traceback to stderr, as the interpreter would)."""
+    os.chdir(folder)
+    os.environ.clear()
+    os.environ.update(environment)
+    for fd, path in ((1, stdout), (2, stderr)):
+        opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(opened, fd)
+        os.close(opened)
+    sys.argv = ["coreselect", *args]
+    runpy.run_module("coreselect", run_name="__main__", alter_sys=True)
