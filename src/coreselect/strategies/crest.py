@@ -265,8 +265,10 @@ class Crest(SeededStrategy):
         st.updates += 1
         st.seconds["select"] += time.perf_counter() - start
         start = time.perf_counter()
-        known = torch.full((len(ctx.train),), math.nan)  # each forwarded example's loss at the anchor (eval mode)
-        known[union] = losses.float()
+        known: Tensor | None = None
+        if self.params.fit_batches is not None:  # each forwarded example's loss at the anchor (eval mode), for the
+            known = torch.full((len(ctx.train),), math.nan)  # intercepts of the batches the fit leaves out
+            known[union] = losses.float()
         self._fit_quadratic(base_loss=float(losses[picked].mean()) if self.params.anchor_on_subsets else None,
                             known_losses=known)
         st.seconds["approximate"] += time.perf_counter() - start
