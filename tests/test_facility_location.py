@@ -244,3 +244,29 @@ def test_small_classes_take_the_batched_path_with_the_per_class_result(monkeypat
     alone = per_class_facility_location(x, labels, 40)
     assert math.isclose(batched.objective, alone.objective, rel_tol=1e-5)
     assert sorted(batched.indices.tolist()) == sorted(alone.indices.tolist())
+
+
+@pytest.mark.parametrize("batched_max_class", [512, 0])
+def test_many_ground_sets_solved_together_give_each_sets_own_selection(monkeypatch: pytest.MonkeyPatch,
+                                                                      batched_max_class: int) -> None:
+    import importlib
+
+    from coreselect.submodular import per_class_facility_locations
+
+    module = importlib.import_module("coreselect.submodular.facility_location")
+    g = torch.Generator().manual_seed(3)
+    sizes, budgets = [90, 37, 64, 5], [20, 37, 9, 2]  # the whole set; a class of one label only
+    grounds = [torch.randn(n, 10, generator=g) for n in sizes]
+    labels = [torch.randint(0, 4, (n,), generator=g) for n in sizes]
+    labels[2] = torch.full((64,), 2)
+    monkeypatch.setattr(module, "BATCHED_MAX_CLASS", batched_max_class)  # 0: one set at a time, lazy greedy
+    together = per_class_facility_locations(grounds, labels, budgets)
+    monkeypatch.setattr(module, "BATCHED_MAX_CLASS", 0)
+    for x, y, budget, coreset in zip(grounds, labels, budgets, together, strict=True):
+        alone = per_class_facility_location(x, y, budget)  # one lazy greedy per class of this set only
+        assert math.isclose(coreset.objective, alone.objective, rel_tol=1e-5)
+        assert sorted(coreset.indices.tolist()) == sorted(alone.indices.tolist())
+        by_index = dict(zip(alone.indices.tolist(), alone.weights.tolist(), strict=True))
+        assert [by_index[i] for i in coreset.indices.tolist()] == pytest.approx(coreset.weights.tolist())
+    with pytest.raises(InvalidInputError, match="labels of shape"):
+        per_class_facility_locations(grounds, [labels[1], *labels[1:]], budgets)

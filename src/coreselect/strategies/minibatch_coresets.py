@@ -5,7 +5,8 @@ batch size): per-class facility location on the subset's gradient proxies, weigh
 subset. A subset holds ``random_subset_size`` of the pool but at least ``min_subset_batches`` mini-batches, so
 that on small data a coreset is still a choice and training sees full batches.
 The union of the P coresets, weights normalised to mean 1, is what training draws batches from. The P problems
-are independent: in a distributed job they are dealt across ranks.
+are solved together (one batched greedy over every class of every subset) while their classes are small, else
+one at a time, dealt across ranks in a distributed job.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from coreselect.distributed import world
 from coreselect.strategies.registry import StrategyParams
-from coreselect.submodular import normalise_weights, per_class_facility_location
+from coreselect.submodular import normalise_weights, per_class_facility_locations
 
 
 class SubsetParams(StrategyParams):
@@ -57,12 +57,8 @@ def minibatch_coresets(proxies: Tensor, subsets: list[Tensor], targets: Tensor, 
     offsets = [0]
     for subset in subsets:
         offsets.append(offsets[-1] + len(subset))
-
-    def solve(i: int) -> tuple[Tensor, Tensor]:
-        part = slice(offsets[i], offsets[i + 1])
-        coreset = per_class_facility_location(proxies[part], targets[part], min(size, len(subsets[i])),
-                                              similarity=similarity)
-        return subsets[i][coreset.indices.cpu()], coreset.weights.cpu()  # weights: cluster sizes in the subset
-
-    solved = world().share_work(solve, range(len(subsets)))  # independent problems, dealt across ranks
-    return torch.cat([c for c, _ in solved]), normalise_weights(torch.cat([w for _, w in solved]).float())
+    parts = [slice(offsets[i], offsets[i + 1]) for i in range(len(subsets))]
+    solved = per_class_facility_locations([proxies[part] for part in parts], [targets[part] for part in parts],
+                                          [min(size, len(subset)) for subset in subsets], similarity=similarity)
+    return (torch.cat([subset[c.indices.cpu()] for subset, c in zip(subsets, solved, strict=True)]),
+            normalise_weights(torch.cat([c.weights.cpu() for c in solved]).float()))  # weights: cluster sizes

@@ -7,6 +7,7 @@ from coreselect.submodular.facility_location import (
     facility_location,
     normalise_weights,
     per_class_facility_location,
+    per_class_facility_locations,
 )
 from coreselect.submodular.greedy import OPTIMIZERS, GreedyResult, greedy_facility_location
 from coreselect.submodular.kernel import DenseKernel, EmbeddingKernel, dense_similarity, make_kernel
@@ -29,4 +30,5 @@ __all__ = [
     "make_kernel",
     "normalise_weights",
     "per_class_facility_location",
+    "per_class_facility_locations",
 ]

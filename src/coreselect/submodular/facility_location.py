@@ -87,18 +87,68 @@ def class_quotas(counts: Tensor, budget: int, proportional: bool = False) -> Ten
 BATCHED_MAX_CLASS = 512  # classes up to this size are solved together by one batched exact greedy
 
 
-def _small_classes(ground: Embedding, labels: Tensor, problems: list[tuple[int, int]], similarity: str) -> Coreset:
-    """Every class's exact greedy at once (:func:`batched_greedy`): the same picks as one lazy greedy per class,
-    in a few tensor operations per step instead of a few per step and class. Every rank solves them all."""
-    members = [torch.nonzero(labels == c).squeeze(1) for c, _ in problems]
-    sizes = [len(m) for m in members]
-    kernels = torch.zeros(len(problems), max(sizes), max(sizes), dtype=ground.dtype, device=ground.device)
-    for b, m in enumerate(members):
-        kernels[b, : len(m), : len(m)] = dense_similarity(ground.select(m), similarity)
-    solved = batched_greedy(kernels, sizes, [q for _, q in problems])
-    indices = torch.cat([m[r.indices] for m, r in zip(members, solved, strict=True)])
-    weights = torch.cat([r.weights for r in solved])
-    return Coreset(indices, normalise_weights(weights), sum(r.objective for r in solved))
+def _class_problems(labels: Tensor, budget: int, proportional: bool) -> list[tuple[int, int]]:
+    """(class, quota) of every class that :func:`class_quotas` gives a positive quota."""
+    classes = torch.unique(labels)
+    counts = torch.stack([(labels == c).sum() for c in classes]) if len(classes) else torch.zeros(0)
+    quotas = class_quotas(counts, budget, proportional)
+    return [(c, quota) for c, quota in zip(classes.tolist(), quotas.tolist(), strict=True) if quota > 0]
+
+
+def _largest_class(labels: Tensor, problems: list[tuple[int, int]]) -> int:
+    return max((int((labels == c).sum()) for c, _ in problems), default=0)
+
+
+def _solved_together(grounds: list[Embedding], labels: list[Tensor], problems: list[list[tuple[int, int]]],
+                     similarity: str) -> list[Coreset]:
+    """Every class problem of every ground set solved by one :func:`batched_greedy`: the same picks as one lazy
+    greedy per class, in a few tensor operations per step instead of a few per step, class and ground set.
+    Every rank solves them all."""
+    members = [[torch.nonzero(lab == c).squeeze(1) for c, _ in probs] for lab, probs in zip(labels, problems,
+                                                                                            strict=True)]
+    sizes = [len(m) for group in members for m in group]
+    if not sizes:
+        empty = torch.zeros(0, dtype=torch.long, device=grounds[0].device if grounds else None)
+        return [Coreset(empty, empty.float(), 0.0) for _ in grounds]
+    first = grounds[0]
+    kernels = torch.zeros(len(sizes), max(sizes), max(sizes), dtype=first.dtype, device=first.device)
+    b = 0
+    for ground, group in zip(grounds, members, strict=True):
+        for m in group:
+            kernels[b, : len(m), : len(m)] = dense_similarity(ground.select(m), similarity)
+            b += 1
+    solved = iter(batched_greedy(kernels, sizes, [q for probs in problems for _, q in probs]))
+    coresets = []
+    for ground, group in zip(grounds, members, strict=True):
+        results = [next(solved) for _ in group]
+        if not results:
+            empty = torch.zeros(0, dtype=torch.long, device=ground.device)
+            coresets.append(Coreset(empty, empty.float(), 0.0))
+            continue
+        indices = torch.cat([m[r.indices] for m, r in zip(group, results, strict=True)])
+        weights = torch.cat([r.weights for r in results])
+        coresets.append(Coreset(indices, normalise_weights(weights), sum(r.objective for r in results)))
+    return coresets
+
+
+def per_class_facility_locations(embeddings: list[Tensor | Embedding], labels: list[Tensor], budgets: list[int], *,
+                                 similarity: str = "max_minus") -> list[Coreset]:
+    """:func:`per_class_facility_location` (lazy greedy, equal quotas) of each ground set ``embeddings[i]`` with its
+    ``labels[i]`` and ``budgets[i]``: while every class of every set has at most ``BATCHED_MAX_CLASS`` points, all
+    their class problems are solved by one batched greedy (every rank solves them all); otherwise the sets are
+    dealt across ranks and solved one at a time."""
+    if not len(embeddings) == len(labels) == len(budgets):
+        raise InvalidInputError(f"{len(embeddings)} ground sets, {len(labels)} label vectors, {len(budgets)} budgets")
+    grounds = [as_embedding(e) for e in embeddings]
+    for ground, lab in zip(grounds, labels, strict=True):
+        if lab.ndim != 1 or lab.shape[0] != ground.n:
+            raise InvalidInputError(f"{ground.n} embeddings but labels of shape {tuple(lab.shape)}")
+    problems = [_class_problems(lab, budget, False) for lab, budget in zip(labels, budgets, strict=True)]
+    if all(_largest_class(lab, probs) <= BATCHED_MAX_CLASS for lab, probs in zip(labels, problems, strict=True)):
+        return _solved_together(grounds, labels, problems, similarity)
+    return world().share_work(
+        lambda i: per_class_facility_location(grounds[i], labels[i], budgets[i], similarity=similarity),
+        range(len(grounds)))
 
 
 def per_class_facility_location(
@@ -124,13 +174,9 @@ def per_class_facility_location(
     ground = as_embedding(embeddings)
     if labels.ndim != 1 or labels.shape[0] != ground.n:
         raise InvalidInputError(f"{ground.n} embeddings but labels of shape {tuple(labels.shape)}")
-    classes = torch.unique(labels)
-    counts = torch.stack([(labels == c).sum() for c in classes]) if len(classes) else torch.zeros(0)
-    quotas = class_quotas(counts, budget, proportional)
-    problems = [(c, quota) for c, quota in zip(classes.tolist(), quotas.tolist(), strict=True) if quota > 0]
-    largest = max((int((labels == c).sum()) for c, _ in problems), default=0)
-    if optimizer in ("lazy", "naive") and len(problems) > 1 and largest <= BATCHED_MAX_CLASS:
-        return _small_classes(ground, labels, problems, similarity)
+    problems = _class_problems(labels, budget, proportional)
+    if optimizer in ("lazy", "naive") and len(problems) > 1 and _largest_class(labels, problems) <= BATCHED_MAX_CLASS:
+        return _solved_together([ground], [labels], [problems], similarity)[0]
     stochastic = optimizer == "stochastic" and generator is not None  # lazy greedy draws nothing
     seeds = (torch.randint(0, 2**62, (len(problems),), generator=generator).tolist() if stochastic
              else [None] * len(problems))
