@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 
@@ -142,6 +143,15 @@ def test_dropping_never_empties_a_class_and_respects_the_pool_minimum() -> None:
     assert torch.equal(drop_learned(pool, table, targets, 0.1, minimum_per_class=5, minimum_pool=80), pool)
 
 
+def _checkpointed(state: dict) -> dict:
+    """``state`` written and read back as a checkpoint is: no tensor shared with the live strategy, whose
+    exponential averages are updated in place."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
 def test_crest_resumes_its_exact_stream() -> None:
     def drive(strategy, steps: int) -> list[list[int]]:
         stream, seen = strategy.batches(), []
@@ -156,7 +166,7 @@ def test_crest_resumes_its_exact_stream() -> None:
     original = create_strategy("crest", random_subset_size=0.1, check_interval=2)
     original.setup(_context())
     drive(original, 7)
-    state = original.state_dict()
+    state = _checkpointed(original.state_dict())
     expected = drive(original, 9)
     resumed = create_strategy("crest", random_subset_size=0.1, check_interval=2)
     resumed.setup(_context())
@@ -243,10 +253,12 @@ def test_grow_interval_doubles_the_check_interval_while_the_model_holds() -> Non
 
 @pytest.mark.parametrize("params", [{"check_with": "steps"}, {"check_with": "steps", "grow_interval": True},
                                     {"check_with": "steps", "batch_intercepts": True},
-                                    {"check_with": "steps", "curvature": "diagonal"}])
+                                    {"check_with": "steps", "curvature": "diagonal"},
+                                    {"check_with": "steps", "hessian_every": 2, "check_thresh": 0.01},
+                                    {"check_with": "steps", "check_thresh": 0.01}])
 def test_crest_with_step_checks_resumes_its_exact_stream(params: dict) -> None:
     strategy, _, _, _ = _train_crest(12, **params)
-    state = strategy.state_dict()
+    state = _checkpointed(strategy.state_dict())
     resumed = create_strategy("crest", random_subset_size=0.1, **params)
     resumed.setup(_context())
     resumed.context.model.load_state_dict(strategy.context.model.state_dict())  # as the trainer restores it
@@ -337,3 +349,37 @@ def test_curvature_diagonal_estimates_diag_h_and_the_official_rms_each_row_norm(
     assert _relative(estimates["rms"], row_norms) < 0.05
     assert _relative(diagonal.abs(), row_norms) > 0.3  # the two quantities differ well beyond that tolerance
     assert ((estimates["rms"] - diagonal).abs() > 5 * std_error + 1e-6).any()  # the band tells the two apart
+
+
+def test_hessian_every_draws_the_curvature_in_every_kth_fit_and_the_gradient_in_every_fit() -> None:
+    ctx = _context()
+    strategy = create_strategy("crest", random_subset_size=0.1, num_coresets=1, batch_num_mul=0.01, hessian_every=3,
+                               beta1=0.0, beta2=0.0, hessian_eps=0.0)  # F: the latest gradient, the latest draw's |d|
+    strategy.setup(ctx)
+    params = [p for p in ctx.model.parameters() if p.requires_grad]
+    curvatures = []
+    for region in range(1, 6):
+        if region == 1:
+            next(strategy.batches())
+        else:
+            with torch.no_grad():  # the model moves between regions
+                for p in params:
+                    p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(region)))
+            strategy._new_region()
+        st = strategy.state
+        assert st.updates == region and len(st.coreset) == 16  # one coreset batch, the one fitted
+        ctx.model.train()
+        x, y = ctx.train[st.coreset]
+        loss = (F.cross_entropy(ctx.model(x), y, reduction="none") * st.weights).mean()
+        gradient = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
+        assert torch.allclose(st.quadratic.grad, gradient, atol=1e-6)  # every region fits its gradient
+        assert st.hess_count == (region + 2) // 3  # drawn in regions 1 and 4
+        curvatures.append(st.quadratic.hess)
+    assert torch.equal(curvatures[0], curvatures[1]) and torch.equal(curvatures[0], curvatures[2])
+    assert not torch.allclose(curvatures[3], curvatures[0]) and torch.equal(curvatures[3], curvatures[4])
+    every = create_strategy("crest", random_subset_size=0.1, num_coresets=1, beta1=0.0, beta2=0.0,
+                            hessian_eps=0.0)  # the default draws at each fit
+    every.setup(_context())
+    next(every.batches())
+    every._new_region()
+    assert every.state.hess_count == 2 and not torch.equal(every.state.quadratic.hess, curvatures[0])

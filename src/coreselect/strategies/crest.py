@@ -23,7 +23,9 @@ at the region's start, which the fit computed anyway, so that batch-to-batch dif
 F failing; ``grow_interval`` doubles T₁ each time the model holds (until the next region recomputes it);
 ``curvature=diagonal`` gives F the exponential average of the Hutchinson estimates themselves, unbiased for
 diag(H), where the official ĥ = √(average of their squares) estimates each Hessian row's norm, an upper bound
-of |H_ii| that makes F rise away from the anchor faster than the loss does (T₁ still comes from the latter).
+of |H_ii| that makes F rise away from the anchor faster than the loss does (T₁ still comes from the latter);
+``fit_batches`` fits F on a few of the region's batches; ``hessian_every`` draws the Hutchinson estimate in every
+k-th region's fit only (ĥ averages all draws so far), the other fits computing the gradient alone.
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ class CrestParams(SubsetParams):
     fit_batches: int | None = Field(None, ge=1, description="fit the quadratic model on this many of the region's "
                                     "mini-batches, drawn at random (default: all of them, as the official code); "
                                     "batch_intercepts takes the other batches' losses from the selection forward")
+    hessian_every: int = Field(1, ge=1, description="draw the Hutchinson estimate of the Hessian diagonal in every "
+                               "k-th region's fit only; ĥ is their exponential average (β₂, near a plain mean of all "
+                               "draws so far), and the other fits compute the gradient alone")
     full_set_check: bool = Field(False, description="official: forward the whole training set at each check")
     uniform_first_epoch: bool = Field(False, description="official: one epoch of uniform batches first")
 
@@ -134,7 +139,8 @@ class CrestState:
     ema_grad: list[Tensor] = field(default_factory=list)  # exponential averages of the fit, kept across regions
     ema_hess: list[Tensor] = field(default_factory=list)
     ema_diag: list[Tensor] = field(default_factory=list)  # curvature=diagonal: the estimates' own average
-    ema_count: int = 0
+    ema_count: int = 0  # fitted batches (the gradient's average)
+    hess_count: int = 0  # Hutchinson draws (the curvature's averages)
     window: list[float] = field(default_factory=lambda: [0.0, 0.0, 0])  # check_with=steps: predicted and actual
     # loss sums since the last check, and their count
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COMPONENTS, 0.0))
@@ -149,6 +155,8 @@ class CrestState:
         for f in fields(self):
             if f.name in state and f.name not in ("batches", "quadratic"):  # a field added since the checkpoint
                 setattr(self, f.name, state[f.name])  # was written keeps its fresh value
+        if "hess_count" not in state:  # written when every fitted batch drew the Hessian diagonal
+            self.hess_count = self.ema_count
         self.batches.load_state_dict(state)
         self.quadratic = QuadraticModel(**state["quadratic"])
 
@@ -290,6 +298,7 @@ class Crest(SeededStrategy):
         hess_sum = [torch.zeros_like(q) for q in params]
         loss_sum, norms = 0.0, []
         intercepts = torch.full((len(points),), math.nan) if known_losses is None else known_losses[points].clone()
+        draw_hessian = (st.updates - 1) % p.hessian_every == 0  # the first region always draws
         starts = list(range(0, len(points), m))
         if p.fit_batches is not None and p.fit_batches < len(starts):  # a random few: the same mean, noisier
             drawn = torch.randperm(len(starts), generator=self.generator)[: p.fit_batches].sort().values
@@ -300,17 +309,23 @@ class Crest(SeededStrategy):
             example_losses = per_example_losses(model(x), y)
             intercepts[start : start + m] = example_losses.detach().float().cpu()
             loss = Batch(idx, point_weights[start : start + m]).weighted_mean(example_losses)
-            grads, diag = gradient_and_hessian_diagonal(loss, params, generator=self.generator)
+            if draw_hessian:
+                grads, diag = gradient_and_hessian_diagonal(loss, params, generator=self.generator)
+                st.hess_count += 1
+            else:
+                grads, diag = [g.detach() for g in torch.autograd.grad(loss, params)], None
             st.ema_count += 1
-            bias1, bias2 = 1 - p.beta1 ** st.ema_count, 1 - p.beta2 ** st.ema_count
+            bias1, bias2 = 1 - p.beta1 ** st.ema_count, 1 - p.beta2 ** st.hess_count
             batch_hess = []
-            for i, (g, d) in enumerate(zip(grads, diag, strict=True)):
+            for i, g in enumerate(grads):
                 st.ema_grad[i].mul_(p.beta1).add_(g, alpha=1 - p.beta1)
-                st.ema_hess[i].mul_(p.beta2).addcmul_(d, d, value=1 - p.beta2)
+                if diag is not None:
+                    st.ema_hess[i].mul_(p.beta2).addcmul_(diag[i], diag[i], value=1 - p.beta2)
+                    if p.curvature == "diagonal":
+                        st.ema_diag[i].mul_(p.beta2).add_(diag[i], alpha=1 - p.beta2)
                 grad_sum[i].add_(st.ema_grad[i] / bias1, alpha=len(idx))
                 h = (st.ema_hess[i] / bias2).sqrt_().add_(p.hessian_eps)
                 if p.curvature == "diagonal":
-                    st.ema_diag[i].mul_(p.beta2).add_(d, alpha=1 - p.beta2)
                     hess_sum[i].add_(st.ema_diag[i] / bias2, alpha=len(idx))
                 else:
                     hess_sum[i].add_(h, alpha=len(idx))
