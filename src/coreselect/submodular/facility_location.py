@@ -146,9 +146,12 @@ def per_class_facility_locations(embeddings: list[Tensor | Embedding], labels: l
     problems = [_class_problems(lab, budget, False) for lab, budget in zip(labels, budgets, strict=True)]
     if all(_largest_class(lab, probs) <= BATCHED_MAX_CLASS for lab, probs in zip(labels, problems, strict=True)):
         return _solved_together(grounds, labels, problems, similarity)
-    return world().share_work(
-        lambda i: per_class_facility_location(grounds[i], labels[i], budgets[i], similarity=similarity),
-        range(len(grounds)))
+
+    def solve(i: int) -> tuple[Tensor, Tensor, float]:
+        coreset = per_class_facility_location(grounds[i], labels[i], budgets[i], similarity=similarity)
+        return coreset.indices, coreset.weights, coreset.objective  # a tuple: moved to the CPU to be gathered
+
+    return [Coreset(*solved) for solved in world().share_work(solve, range(len(grounds)))]
 
 
 def per_class_facility_location(
