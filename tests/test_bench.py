@@ -24,7 +24,7 @@ from test_cli import assert_one_line_error, cli
 
 
 def _grid_file(path: Path, root: Path, *, strategies: str, seeds: str = "[0, 1]", budgets: str = "[0.2, 0.5]",
-               extra: str = "") -> Path:
+               extra: str = "", epochs: int = 3) -> Path:
     path.write_text(f"""
 description = "a small grid"
 [[grids]]
@@ -34,7 +34,7 @@ models = ["mlp"]
 strategies = {strategies}
 budgets = {budgets}
 seeds = {seeds}
-train = {{ epochs = 3, batch_size = 32, eval_points = 3 }}
+train = {{ epochs = {epochs}, batch_size = 32, eval_points = 3 }}
 {extra}
 """)
     return path
@@ -171,7 +171,9 @@ def stop_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ResultSto
     x, y = make_blobs(800, seed=1)
     np.savez(folder / "train.npz", x=x[:600], y=y[:600], classes=np.array(["a", "b", "c", "d"]))
     np.savez(folder / "test.npz", x=x[600:], y=y[600:])
-    grid = _grid_file(folder / "grid.toml", folder, strategies='["random", "random-subset"]', seeds="[0, 1]")
+    # runs long enough (a few tenths of a second each) that the stop tests find one mid-run with its checkpoint
+    grid = _grid_file(folder / "grid.toml", folder, strategies='["random", "random-subset"]', seeds="[0, 1]",
+                      epochs=15)
     reference = ResultStore(folder / "reference.db")
     assert all(o.error is None for o in run_grid(expand(load_bench_file(grid)), reference, jobs=2))
     return grid, reference
@@ -227,7 +229,7 @@ def test_bench_meeting_a_damaged_checkpoint_resumes_and_writes_its_report(
             if any(checkpoints.glob("*.pt")):
                 break
             os.killpg(process.pid, signal.SIGCONT)  # a run ended in between and removed its checkpoint
-        time.sleep(0.05)
+        time.sleep(0.005)
     assert process.poll() is None, "the benchmark ended before it could be stopped"
     os.killpg(process.pid, signal.SIGKILL)  # kill -9 of the benchmark and its workers, mid-run
     process.communicate(timeout=60)
