@@ -48,17 +48,17 @@ def run_case_forked(case: Case, folder: Path, timeout: float = 240) -> subproces
     process of its own, forked from a server that imported coreselect once."""
     args = case.prepare(folder)
     with tempfile.TemporaryDirectory(prefix="coreselect-probe-out-") as out:
-        stdout, stderr = Path(out) / "stdout", Path(out) / "stderr"
+        stdout, stderr, status = Path(out) / "stdout", Path(out) / "stderr", Path(out) / "status"
         child = FORKSERVER.Process(target=run_command, args=(args, str(folder), str(stdout), str(stderr),
-                                                             _environment()))
+                                                             _environment(), str(status)))
         child.start()
         child.join(timeout)
         if child.is_alive():
             child.kill()
             child.join()
             raise subprocess.TimeoutExpired(["coreselect", *args], timeout)
-        return subprocess.CompletedProcess(["coreselect", *args], child.exitcode, stdout.read_text(),
-                                           stderr.read_text())
+        code = int(status.read_text()) if status.is_file() else child.exitcode  # none: killed by a signal
+        return subprocess.CompletedProcess(["coreselect", *args], code, stdout.read_text(), stderr.read_text())
 
 
 def _outcome(case: Case) -> subprocess.CompletedProcess | None:
