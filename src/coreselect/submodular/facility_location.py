@@ -23,6 +23,12 @@ class Coreset:
     objective: float
 
 
+def _empty(device: torch.device | None) -> Coreset:
+    """The coreset of nothing selected."""
+    nothing = torch.zeros(0, dtype=torch.long, device=device)
+    return Coreset(nothing, nothing.float(), 0.0)
+
+
 def normalise_weights(weights: Tensor) -> Tensor:
     """Scale weights to mean 1 over the selection (w ← w · |S| / Σw)."""
     total = weights.sum()
@@ -108,8 +114,7 @@ def _solved_together(grounds: list[Embedding], labels: list[Tensor], problems: l
                                                                                             strict=True)]
     sizes = [len(m) for group in members for m in group]
     if not sizes:
-        empty = torch.zeros(0, dtype=torch.long, device=grounds[0].device if grounds else None)
-        return [Coreset(empty, empty.float(), 0.0) for _ in grounds]
+        return [_empty(ground.device) for ground in grounds]
     first = grounds[0]
     kernels = torch.zeros(len(sizes), max(sizes), max(sizes), dtype=first.dtype, device=first.device)
     b = 0
@@ -122,8 +127,7 @@ def _solved_together(grounds: list[Embedding], labels: list[Tensor], problems: l
     for ground, group in zip(grounds, members, strict=True):
         results = [next(solved) for _ in group]
         if not results:
-            empty = torch.zeros(0, dtype=torch.long, device=ground.device)
-            coresets.append(Coreset(empty, empty.float(), 0.0))
+            coresets.append(_empty(ground.device))
             continue
         indices = torch.cat([m[r.indices] for m, r in zip(group, results, strict=True)])
         weights = torch.cat([r.weights for r in results])
@@ -194,8 +198,7 @@ def per_class_facility_location(
 
     solved = world().share_work(solve, [(c, q, s) for (c, q), s in zip(problems, seeds, strict=True)])
     if not solved:
-        empty = torch.zeros(0, dtype=torch.long, device=ground.device)
-        return Coreset(empty, empty.float(), 0.0)
+        return _empty(ground.device)
     device = ground.device
     indices = torch.cat([i.to(device) for i, _, _ in solved])
     weights = torch.cat([w.to(device) for _, w, _ in solved])
