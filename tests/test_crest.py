@@ -174,19 +174,22 @@ def test_crest_resumes_its_exact_stream() -> None:
     assert drive(resumed, 9) == expected
 
 
-def _train_crest(steps: int, **params):  # type: ignore[no-untyped-def]
+def _train_crest(steps: int, hand_gradients: bool = False, **params):  # type: ignore[no-untyped-def]
     """CREST driven by a plain SGD loop on blobs. Returns the strategy; each check's outcome as this loop expects
     it (from F at each step's parameters and the weighted step losses it tracks itself) beside the region change
     CREST made; the examples its regions forwarded for selection; and (prediction, loss) of each region's first
     step. With ``batch_intercepts`` the loop shifts F to each batch's own weighted loss at the region's start,
-    which it computes itself by a forward at the region's anchor."""
+    which it computes itself by a forward at the region's anchor. With ``hand_gradients`` the loop hands each
+    step's gradient when CREST asks for it, and ``strategy.asked`` lists (region, asked, F's ĝ and anchor after
+    the step equal to that gradient and to the step's starting weights)."""
     ctx = _context()
+    ctx.hands_step_gradients = hand_gradients
     strategy = create_strategy("crest", random_subset_size=0.1, **params)
     strategy.setup(ctx)
     optimizer = torch.optim.SGD(ctx.model.parameters(), lr=0.5)
     stream = strategy.batches()
     predicted, actual, selection_forwards = 0.0, 0.0, 0
-    decisions, region_starts, anchor_losses = [], [], torch.zeros(0)
+    decisions, region_starts, anchor_losses, asked_by_region = [], [], torch.zeros(0), []
     for _ in range(steps):
         checks_before, updates_before = strategy.state.checks, strategy.state.updates
         expected = abs(actual - predicted) > strategy.params.check_thresh * actual
@@ -212,8 +215,17 @@ def _train_crest(steps: int, **params):  # type: ignore[no-untyped-def]
         predicted, actual = predicted + prediction, actual + float(loss.detach())
         optimizer.zero_grad()
         loss.backward()
+        asked = strategy.needs_step_gradient
+        weights = torch.cat([p.detach().reshape(-1) for p in ctx.model.parameters()])
+        gradient = [p.grad.clone() for p in ctx.model.parameters()] if asked else None
         optimizer.step()
-        strategy.observe(batch, StepOutput(0, torch.zeros(len(batch), 4), losses.detach()))
+        strategy.observe(batch, StepOutput(0, torch.zeros(len(batch), 4), losses.detach(), gradient=gradient))
+        if new_region:
+            fitted = strategy.state.quadratic
+            folded = gradient is not None and torch.equal(fitted.anchor, weights) and torch.allclose(
+                fitted.grad, torch.cat([g.reshape(-1) for g in gradient]), atol=1e-7)
+            asked_by_region.append((strategy.state.updates, asked, folded))
+    strategy.asked = asked_by_region
     return strategy, decisions, selection_forwards, region_starts
 
 
@@ -244,6 +256,25 @@ def test_batch_intercepts_without_step_checks_on_the_coresets_is_refused(params:
         strategy.setup(_context())
 
 
+def test_fit_from_steps_folds_the_first_steps_gradient_and_fits_only_where_the_hessian_is_drawn() -> None:
+    params = {"check_with": "steps", "check_thresh": 0.05, "batch_intercepts": True, "hessian_every": 3,
+              "beta1": 0.0}  # β₁ = 0: ĝ is the latest gradient folded in
+    strategy, decisions, _, starts = _train_crest(40, hand_gradients=True, fit_from_steps=True, **params)
+    assert len(strategy.asked) >= 5, strategy.asked
+    for region, asked, folded in strategy.asked:
+        assert asked == ((region - 1) % 3 != 0)  # regions 1, 4, 7, ... draw the Hessian: they fit F themselves
+        assert folded == asked  # otherwise ĝ is the step's own gradient at the region's anchor
+    assert all(expected == made for expected, made in decisions), decisions
+    assert all(math.isclose(p, a, rel_tol=1e-5) for p, a in starts), starts  # δ = 0: each batch's own loss
+    # a loop that hands no gradients: every region fits F, the same stream as without the option
+    inert, inert_decisions, _, inert_starts = _train_crest(40, fit_from_steps=True, **params)
+    _, plain_decisions, _, plain_starts = _train_crest(40, **params)
+    assert not any(asked for _, asked, _ in inert.asked)
+    assert inert_decisions == plain_decisions and inert_starts == plain_starts
+    with pytest.raises(InvalidInputError, match="needs batch_intercepts"):
+        create_strategy("crest", check_with="steps", fit_from_steps=True).setup(_context())
+
+
 def test_grow_interval_doubles_the_check_interval_while_the_model_holds() -> None:
     strategy, decisions, _, _ = _train_crest(40, check_with="steps", check_thresh=1e9, grow_interval=True)
     assert decisions and not any(made for _, made in decisions)  # τ = 1e9: the model always holds
@@ -255,21 +286,27 @@ def test_grow_interval_doubles_the_check_interval_while_the_model_holds() -> Non
                                     {"check_with": "steps", "batch_intercepts": True},
                                     {"check_with": "steps", "curvature": "diagonal"},
                                     {"check_with": "steps", "hessian_every": 2, "check_thresh": 0.01},
-                                    {"check_with": "steps", "check_thresh": 0.01}])
+                                    {"check_with": "steps", "check_thresh": 0.01},
+                                    {"check_with": "steps", "batch_intercepts": True, "fit_from_steps": True,
+                                     "hessian_every": 2, "check_thresh": 0.01}])
 def test_crest_with_step_checks_resumes_its_exact_stream(params: dict) -> None:
-    strategy, _, _, _ = _train_crest(12, **params)
+    strategy, _, _, _ = _train_crest(12, hand_gradients=True, **params)
     state = _checkpointed(strategy.state_dict())
     resumed = create_strategy("crest", random_subset_size=0.1, **params)
     resumed.setup(_context())
+    resumed.context.hands_step_gradients = True
     resumed.context.model.load_state_dict(strategy.context.model.state_dict())  # as the trainer restores it
     resumed.load_state_dict(state)
     assert resumed.state.window == strategy.state.window and resumed.state.interval == strategy.state.interval
     a, b = strategy.batches(), resumed.batches()
-    for _ in range(5):
+    for step in range(5):
         x, y = next(a), next(b)
         assert torch.equal(x.indices, y.indices) and torch.equal(x.weights, y.weights)
+        assert strategy.needs_step_gradient == resumed.needs_step_gradient
         for s, batch in ((strategy, x), (resumed, y)):
-            s.observe(batch, StepOutput(0, torch.zeros(len(batch), 4), torch.ones(len(batch))))
+            gradient = [torch.full_like(p, 0.01 * step) for p in s.context.model.parameters()]
+            s.observe(batch, StepOutput(0, torch.zeros(len(batch), 4), torch.ones(len(batch)),
+                                        gradient=gradient if s.needs_step_gradient else None))
 
 
 def test_fit_batches_fits_the_quadratic_on_drawn_batches_of_the_coreset() -> None:

@@ -8,6 +8,7 @@ from torch import nn
 
 from coreselect.errors import InvalidInputError, UnknownNameError
 from coreselect.models import MODELS, PenultimateFeatures, check_model_fits, create_model, last_linear
+from coreselect.models.zoo import MaxPool2x2
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -51,3 +52,37 @@ def test_errors() -> None:
 def test_mlp_on_tabular_features() -> None:
     model = create_model("mlp", (6,), 3)
     assert model(torch.randn(5, 6)).shape == (5, 3)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (28, 28)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_max_pooling_equals_max_pool2d_with_and_without_autograd(size: tuple[int, int],
+                                                                       channels_last: bool) -> None:
+    x = torch.randn(3, 4, *size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    reference = nn.MaxPool2d(2)(x)
+    with torch.no_grad():
+        torch.testing.assert_close(MaxPool2x2()(x), reference, rtol=0, atol=0)
+    leaf = x.clone().requires_grad_(True)
+    out = MaxPool2x2()(leaf)
+    torch.testing.assert_close(out, reference, rtol=0, atol=0)
+    out.backward(torch.ones_like(out))
+    assert leaf.grad is not None and float(leaf.grad.sum()) == out.numel()  # one input per window takes it
+
+
+def test_lenet_computes_what_the_plain_layout_and_pooling_compute() -> None:
+    torch.manual_seed(0)
+    model = create_model("lenet", (1, 28, 28), 10)
+    plain = create_model("lenet", (1, 28, 28), 10)
+    plain.features[2], plain.features[5] = nn.MaxPool2d(2), nn.MaxPool2d(2)
+    plain.to(memory_format=torch.contiguous_format)
+    plain.load_state_dict(model.state_dict())
+    assert plain.features[0].weight.is_contiguous() and not model.features[3].weight.is_contiguous()
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain(x))
+    for net in (model, plain):
+        nn.functional.cross_entropy(net(x), y).backward()
+    for ours, theirs in zip(model.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(ours.grad, theirs.grad)

@@ -15,7 +15,7 @@ from conftest import make_blobs
 from coreselect.data import InMemoryDataset
 from coreselect.errors import NonFiniteLossError
 from coreselect.models import create_model
-from coreselect.strategies import Batch, EpochStrategy, Selection, create_strategy
+from coreselect.strategies import Batch, EpochStrategy, Selection, StepOutput, create_strategy
 from coreselect.train import Callback, TrainConfig, Trainer, lr_factor
 from coreselect.train.checkpoint import load_checkpoint
 
@@ -56,9 +56,18 @@ def test_full_strategy_with_odd_budget_truncates_the_last_batch() -> None:
 
 class _Weighted(EpochStrategy):
     name = "weighted-test"
+    needs_step_gradient = True  # NeedsStepGradient: the trainer hands each step's gradient
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gradients: list[list[torch.Tensor] | None] = []
 
     def select(self, epoch: int) -> Selection | None:
         return Selection(torch.arange(0, 40, 2), torch.linspace(0.2, 1.8, 20)) if epoch == 0 else None
+
+    def observe(self, batch: Batch, out: StepOutput) -> None:
+        super().observe(batch, out)
+        self.gradients.append(out.gradient)
 
 
 @pytest.mark.parametrize("clip_norm", [None, 0.05])
@@ -83,6 +92,10 @@ def test_weighted_step_matches_manual_sgd(clip_norm: float | None) -> None:
     assert clip_norm is None or scale < 0.5  # the clip is active in this case: the test can tell
     for p_trained, p_ref, g in zip(model.parameters(), reference.parameters(), grads, strict=True):
         torch.testing.assert_close(p_trained, p_ref - 0.3 * scale * g)
+    handed = strategy.gradients[-1]  # the step's loss gradient at the weights it began from, before clipping
+    assert len(strategy.gradients) == 1 and handed is not None
+    for h, g in zip(handed, grads, strict=True):
+        torch.testing.assert_close(h, g)
 
 
 def test_schedules() -> None:

@@ -38,15 +38,32 @@ class MLP(nn.Module):
         return self.fc(self.body(x))
 
 
+class MaxPool2x2(nn.Module):
+    """2×2 max-pooling with stride 2 (odd edges dropped, as ``nn.MaxPool2d(2)``), by the fastest exact kernel: in
+    a forward without autograd, the elementwise maximum of the four strided views (on a CPU, about twice as fast
+    as ``max_pool2d`` on LeNet's maps, which then dominate its forward); under autograd, ``max_pool2d``, whose
+    backward is the faster. Both give the same values."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():
+            return F.max_pool2d(x, 2)
+        x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
+        rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
 class LeNet(nn.Module):
-    """LeNet-5 (ReLU, max-pooling), padded so that 28×28 inputs keep a 5×5 map before the classifier."""
+    """LeNet-5 (ReLU, max-pooling), padded so that 28×28 inputs keep a 5×5 map before the classifier.
+
+    Its convolution weights are held channels-last, so that the feature maps are too: on a CPU a training step
+    then takes about a third less time (the layout, not the arithmetic, changes)."""
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int):
         super().__init__()
         channels, height, width = _image_shape("lenet", input_shape)
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 6, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(channels, 6, 5, padding=2), nn.ReLU(inplace=True), MaxPool2x2(),
+            nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), MaxPool2x2(), nn.Flatten(),
         )
         with torch.no_grad():
             flat = self.features(torch.zeros(1, channels, height, width)).shape[1]
@@ -54,6 +71,7 @@ class LeNet(nn.Module):
             nn.Linear(flat, 120), nn.ReLU(inplace=True), nn.Linear(120, 84), nn.ReLU(inplace=True)
         )
         self.fc = nn.Linear(84, num_classes)
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.classifier(self.features(x)))

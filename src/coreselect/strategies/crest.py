@@ -89,6 +89,10 @@ class CrestParams(SubsetParams):
     hessian_every: int = Field(1, ge=1, description="draw the Hutchinson estimate of the Hessian diagonal in every "
                                "k-th region's fit only; ĥ is their exponential average (β₂, near a plain mean of all "
                                "draws so far), and the other fits compute the gradient alone")
+    fit_from_steps: bool = Field(False, description="with batch_intercepts: in a region without a Hessian draw, ĝ "
+                                 "folds in the gradient the region's first training step back-propagated (a coreset "
+                                 "batch at the anchor, computed anyway) instead of fitting F on fit_batches of its "
+                                 "own; needs a loop that hands step gradients (the Trainer; else F is fitted)")
     full_set_check: bool = Field(False, description="official: forward the whole training set at each check")
     uniform_first_epoch: bool = Field(False, description="official: one epoch of uniform batches first")
 
@@ -141,6 +145,7 @@ class CrestState:
     ema_diag: list[Tensor] = field(default_factory=list)  # curvature=diagonal: the estimates' own average
     ema_count: int = 0  # fitted batches (the gradient's average)
     hess_count: int = 0  # Hutchinson draws (the curvature's averages)
+    awaiting_gradient: bool = False  # fit_from_steps: ĝ of this region waits for its first step's gradient
     window: list[float] = field(default_factory=lambda: [0.0, 0.0, 0])  # check_with=steps: predicted and actual
     # loss sums since the last check, and their count
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COMPONENTS, 0.0))
@@ -180,6 +185,10 @@ class Crest(SeededStrategy):
         if p.batch_intercepts and (p.check_with != "steps" or not p.approx_with_coreset):
             raise InvalidInputError("crest: batch_intercepts shifts the steps' check to each coreset batch's own "
                                     "loss; it needs check_with=steps and approx_with_coreset=true")
+        if p.fit_from_steps and not p.batch_intercepts:
+            raise InvalidInputError("crest: fit_from_steps leaves F's intercept to each batch's own loss at the "
+                                    "region's start (the first step's loss is known only after its prediction); it "
+                                    "needs batch_intercepts=true")
         self.steps_per_epoch = math.ceil(ctx.budget.epoch_examples / m)
         self.min_pool = math.ceil(p.min_pool_fraction * n)
         weights = self._params()
@@ -193,6 +202,11 @@ class Crest(SeededStrategy):
 
     def _params(self) -> list[Tensor]:
         return [p for p in self.context.model.parameters() if p.requires_grad]
+
+    @property
+    def needs_step_gradient(self) -> bool:
+        """NeedsStepGradient: the first step of a region whose ĝ waits for it (``fit_from_steps``)."""
+        return self.state.awaiting_gradient
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state(), **self.state.state_dict()}
@@ -240,6 +254,13 @@ class Crest(SeededStrategy):
 
     def observe(self, batch: Batch, out: StepOutput) -> None:
         self.state.step += 1
+        if self.state.awaiting_gradient:
+            if out.gradient is None:
+                raise InvalidInputError("crest: fit_from_steps asked for the step's gradient and the loop handed none; "
+                                        "a loop that hands no gradients must leave Context.hands_step_gradients false")
+            start = time.perf_counter()
+            self._fit_from_step(float(batch.weighted_mean(out.losses)), out.gradient)
+            self.state.seconds["approximate"] += time.perf_counter() - start
         if self._prediction is not None:  # check_with=steps: the step's weighted loss, computed anyway
             self.state.window[0] += self._prediction
             self.state.window[1] += float(batch.weighted_mean(out.losses))
@@ -274,12 +295,60 @@ class Crest(SeededStrategy):
         st.seconds["select"] += time.perf_counter() - start
         start = time.perf_counter()
         known: Tensor | None = None
-        if self.params.fit_batches is not None:  # each forwarded example's loss at the anchor (eval mode), for the
-            known = torch.full((len(ctx.train),), math.nan)  # intercepts of the batches the fit leaves out
-            known[union] = losses.float()
-        self._fit_quadratic(base_loss=float(losses[picked].mean()) if self.params.anchor_on_subsets else None,
-                            known_losses=known)
+        if self.params.fit_batches is not None or self.params.fit_from_steps:  # each forwarded example's loss at
+            known = torch.full((len(ctx.train),), math.nan)  # the anchor (eval mode): the intercepts of batches no
+            known[union] = losses.float()  # fit forwards
+        if self._draws_hessian() or not (self.params.fit_from_steps and ctx.hands_step_gradients):
+            self._fit_quadratic(base_loss=float(losses[picked].mean()) if self.params.anchor_on_subsets else None,
+                                known_losses=known)
+        else:  # F waits for the first step's gradient at the anchor; each point's intercept is its loss forwarded
+            st.intercepts = known[st.coreset]  # at the anchor (every coreset point is in the subsets)
+            anchor = _flat([q.detach() for q in self._params()]).clone()  # F(anchor) = L₀ whatever ĝ and ĥ are
+            st.quadratic = QuadraticModel(0.0, torch.zeros_like(anchor), torch.zeros_like(anchor), anchor)
+            st.awaiting_gradient = True
         st.seconds["approximate"] += time.perf_counter() - start
+
+    def _draws_hessian(self) -> bool:
+        """Whether the region just begun draws the Hutchinson estimate (every ``hessian_every``-th, the first too)."""
+        return (self.state.updates - 1) % self.params.hessian_every == 0
+
+    def _fold(self, grads: list[Tensor], diag: list[Tensor] | None) -> tuple[list[Tensor], list[Tensor], float]:
+        """Fold one batch's gradient (and Hutchinson draw, if any) into the exponential averages, as the official
+        code does; return the bias-corrected gradient and curvature of F and ‖ĥ‖ (the official estimate, for T₁)."""
+        p, st = self.params, self.state
+        st.ema_count += 1
+        st.hess_count += diag is not None
+        bias1, bias2 = 1 - p.beta1 ** st.ema_count, 1 - p.beta2 ** st.hess_count
+        grad, curvature, official = [], [], []
+        for i, g in enumerate(grads):
+            st.ema_grad[i].mul_(p.beta1).add_(g, alpha=1 - p.beta1)
+            if diag is not None:
+                st.ema_hess[i].mul_(p.beta2).addcmul_(diag[i], diag[i], value=1 - p.beta2)
+                if p.curvature == "diagonal":
+                    st.ema_diag[i].mul_(p.beta2).add_(diag[i], alpha=1 - p.beta2)
+            grad.append(st.ema_grad[i] / bias1)
+            h = (st.ema_hess[i] / bias2).sqrt_().add_(p.hessian_eps)
+            curvature.append(st.ema_diag[i] / bias2 if p.curvature == "diagonal" else h)
+            official.append(h)
+        return grad, curvature, float(_flat(official).norm())
+
+    def _schedule(self, h_norm: float) -> None:
+        """T₁ = ⌈h·‖H₀‖/‖H_t‖⌉ and P = min(b·T₁, steps per epoch) from this region's ‖ĥ‖ (the first sets ‖H₀‖)."""
+        p, st = self.params, self.state
+        if st.h0_norm is None:
+            st.h0_norm = h_norm
+        else:
+            st.interval = max(1, math.ceil(p.interval_mul * st.h0_norm / h_norm))
+            st.num_coresets = max(1, min(math.ceil(p.batch_num_mul * st.interval), self.steps_per_epoch))
+
+    def _fit_from_step(self, loss: float, gradient: list[Tensor]) -> None:
+        """``fit_from_steps``: F from the gradient the region's first step back-propagated at the anchor."""
+        st = self.state
+        grad, curvature, h_norm = self._fold([g.detach().to(st.ema_grad[i].device) for i, g in enumerate(gradient)],
+                                             None)
+        st.quadratic = QuadraticModel(loss, _flat(grad), _flat(curvature), st.quadratic.anchor)
+        st.awaiting_gradient = False
+        self._schedule(h_norm)
 
     def _fit_quadratic(self, base_loss: float | None = None, known_losses: Tensor | None = None) -> None:
         """L₀, ĝ, ĥ of the weighted coreset loss (or of the subsets' loss), in batches of m in train mode;
@@ -298,7 +367,7 @@ class Crest(SeededStrategy):
         hess_sum = [torch.zeros_like(q) for q in params]
         loss_sum, norms = 0.0, []
         intercepts = torch.full((len(points),), math.nan) if known_losses is None else known_losses[points].clone()
-        draw_hessian = (st.updates - 1) % p.hessian_every == 0  # the first region always draws
+        draw_hessian = self._draws_hessian()
         starts = list(range(0, len(points), m))
         if p.fit_batches is not None and p.fit_batches < len(starts):  # a random few: the same mean, noisier
             drawn = torch.randperm(len(starts), generator=self.generator)[: p.fit_batches].sort().values
@@ -311,26 +380,13 @@ class Crest(SeededStrategy):
             loss = Batch(idx, point_weights[start : start + m]).weighted_mean(example_losses)
             if draw_hessian:
                 grads, diag = gradient_and_hessian_diagonal(loss, params, generator=self.generator)
-                st.hess_count += 1
             else:
                 grads, diag = [g.detach() for g in torch.autograd.grad(loss, params)], None
-            st.ema_count += 1
-            bias1, bias2 = 1 - p.beta1 ** st.ema_count, 1 - p.beta2 ** st.hess_count
-            batch_hess = []
-            for i, g in enumerate(grads):
-                st.ema_grad[i].mul_(p.beta1).add_(g, alpha=1 - p.beta1)
-                if diag is not None:
-                    st.ema_hess[i].mul_(p.beta2).addcmul_(diag[i], diag[i], value=1 - p.beta2)
-                    if p.curvature == "diagonal":
-                        st.ema_diag[i].mul_(p.beta2).add_(diag[i], alpha=1 - p.beta2)
-                grad_sum[i].add_(st.ema_grad[i] / bias1, alpha=len(idx))
-                h = (st.ema_hess[i] / bias2).sqrt_().add_(p.hessian_eps)
-                if p.curvature == "diagonal":
-                    hess_sum[i].add_(st.ema_diag[i] / bias2, alpha=len(idx))
-                else:
-                    hess_sum[i].add_(h, alpha=len(idx))
-                batch_hess.append(h)  # ‖H_t‖, for T₁, from the official estimate either way
-            norms.append(float(_flat(batch_hess).norm()))
+            grad, curvature, h_norm = self._fold(grads, diag)
+            for i in range(len(params)):
+                grad_sum[i].add_(grad[i], alpha=len(idx))
+                hess_sum[i].add_(curvature[i], alpha=len(idx))
+            norms.append(h_norm)
             loss_sum += float(loss.detach()) * len(idx)
         model.train(was_training)
         with torch.no_grad():
@@ -343,12 +399,7 @@ class Crest(SeededStrategy):
         # from the selection forward (eval mode; the same as train mode for a model without BatchNorm or dropout)
         st.quadratic = QuadraticModel(base, _flat(grad_sum) / total, _flat(hess_sum) / total,
                                       _flat([q.detach() for q in params]).clone())
-        h_norm = sum(norms) / len(norms)
-        if st.h0_norm is None:
-            st.h0_norm = h_norm
-        else:
-            st.interval = max(1, math.ceil(p.interval_mul * st.h0_norm / h_norm))
-            st.num_coresets = max(1, min(math.ceil(p.batch_num_mul * st.interval), self.steps_per_epoch))
+        self._schedule(sum(norms) / len(norms))
 
     def predicted_loss(self, positions: Tensor | None = None) -> float:
         """F(δ) at the current parameters; with ``batch_intercepts`` and the ``positions`` of a batch of the

@@ -37,10 +37,11 @@ def stratified_subsets(pool: Tensor, targets: Tensor, size: int, count: int,
                        generator: torch.Generator) -> list[Tensor]:
     """``count`` random subsets of the ``pool`` indices, each ⌈size/C⌉ per class without replacement
     (a class with fewer members gives all of them)."""
-    targets = targets.cpu()
-    classes = torch.unique(targets[pool])
-    per_class = math.ceil(size / len(classes))
-    members = [pool[targets[pool] == c] for c in classes]
+    labels = targets.cpu()[pool]
+    order = torch.sort(labels, stable=True).indices  # the pool grouped by class, ascending within each
+    counts = torch.bincount(labels)
+    members = [pool[group] for group in order.split(counts[counts > 0].tolist())] if len(pool) else []
+    per_class = math.ceil(size / max(len(members), 1))
     return [
         torch.cat([g[torch.randperm(len(g), generator=generator)[:per_class]] for g in members])
         for _ in range(count)

@@ -53,6 +53,8 @@ class StepOutput:
     losses: Tensor
     learning_rate: float = 0.0  # the optimiser's learning rate at this step
     features: Tensor | None = None  # the forward's penultimate features, for a strategy that declares NeedsFeatures
+    gradient: list[Tensor] | None = None  # the gradient of the step's loss (trainable parameters, in order; before
+    # clipping), at the parameters the step began from, for a NeedsStepGradient strategy that asked for it
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ class Context:
     learning_rate: float = 0.0  # the optimiser's current learning rate, kept up to date by the trainer
     peak_learning_rate: float = 0.0  # the configured (schedule's peak) learning rate; 0: unknown, use the current
     signals: TrainingSignals | None = None  # the loop records each step here (the trainer does); made if None
+    hands_step_gradients: bool = False  # the loop fills StepOutput.gradient when asked (the Trainer does)
 
     def __post_init__(self) -> None:
         if self.signals is None:
@@ -204,6 +207,15 @@ class NeedsFeatures(Protocol):
     the input of the model's last ``nn.Linear``); the loop captures them (the Trainer and the integrations do)."""
 
     needs_step_features: bool
+
+
+@runtime_checkable
+class NeedsStepGradient(Protocol):
+    """A strategy that may read the gradient a training step back-propagated (``StepOutput.gradient``): the loop
+    copies it for the steps where ``needs_step_gradient`` is true when it yields their batch, if the loop hands
+    gradients at all (``Context.hands_step_gradients``; the Trainer does, the loop integrations do not)."""
+
+    needs_step_gradient: bool
 
 
 @runtime_checkable

@@ -76,13 +76,20 @@ def validate_params(name: str, params: dict[str, Any] | None = None) -> BaseMode
 
 def capabilities(name: str) -> list[str]:
     """What strategy ``name`` (with default parameters) declares it needs or offers beyond the protocol."""
-    from coreselect.strategies.protocol import NeedsFeatures, NeedsValidation, PlansBatches, ReportsMetrics
+    from coreselect.strategies.protocol import (
+        NeedsFeatures,
+        NeedsStepGradient,
+        NeedsValidation,
+        PlansBatches,
+        ReportsMetrics,
+    )
 
     strategy = create_strategy(name)
     declared = {
         "validation split": isinstance(strategy, NeedsValidation) and strategy.needs_validation_split,
         "proxy run": strategy_spec(name).proxy_request() is not None,
         "step features": isinstance(strategy, NeedsFeatures),
+        "step gradient": isinstance(strategy, NeedsStepGradient),
         "plans batches": isinstance(strategy, PlansBatches),
         "reports metrics": isinstance(strategy, ReportsMetrics),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -9,9 +10,10 @@ from torch import Tensor
 
 from coreselect.distributed import world
 from coreselect.errors import InvalidInputError
-from coreselect.submodular.embeddings import Embedding, as_embedding
-from coreselect.submodular.greedy import GreedyResult, batched_greedy, greedy_facility_location
+from coreselect.submodular.embeddings import Embedding, EuclideanPoints, as_embedding
+from coreselect.submodular.greedy import GreedyResult, batched_greedy_tensors, greedy_facility_location
 from coreselect.submodular.kernel import DEFAULT_MAX_KERNEL_BYTES, dense_similarity, make_kernel
+from coreselect.submodular.similarity import needs_global_max, self_value, transform_
 
 
 @dataclass(frozen=True)
@@ -105,34 +107,74 @@ def _largest_class(labels: Tensor, problems: list[tuple[int, int]]) -> int:
     return max((int((labels == c).sum()) for c, _ in problems), default=0)
 
 
+def _problem_members(labels: list[Tensor], problems: list[list[tuple[int, int]]]) -> tuple[Tensor, Tensor]:
+    """Each problem's members (B × largest class, ascending positions in its ground set, −1 padded) and its
+    ground set's number, found by one stable sort of all sets' (set, label) keys."""
+    device = labels[0].device
+    lengths = torch.tensor([len(lab) for lab in labels], device=device)
+    top = int(max((int(lab.max()) for lab in labels if len(lab)), default=0)) + 1
+    owner = torch.repeat_interleave(torch.arange(len(labels), device=device), lengths)
+    keys = owner * top + torch.cat(labels).long()
+    order = torch.sort(keys, stable=True).indices  # positions in the concatenation, grouped by (set, class)
+    counts = torch.bincount(keys, minlength=len(labels) * top)
+    starts = counts.cumsum(0) - counts
+    problem_set = torch.tensor([i for i, probs in enumerate(problems) for _ in probs], device=device)
+    problem_key = problem_set * top + torch.tensor([c for probs in problems for c, _ in probs], device=device)
+    sizes = counts[problem_key]
+    rank = torch.arange(int(sizes.max()), device=device)
+    inside = rank[None, :] < sizes[:, None]
+    flat = order[(starts[problem_key][:, None] + rank[None, :]).clamp(max=len(order) - 1)]
+    set_starts = lengths.cumsum(0) - lengths
+    return torch.where(inside, flat - set_starts[problem_set][:, None], -1), problem_set
+
+
+def _problem_kernels(grounds: list[Embedding], members: Tensor, problem_set: Tensor, similarity: str) -> Tensor:
+    """Each problem's similarity matrix (B × S × S, zero beyond its members): of Euclidean points in a few batched
+    operations, :func:`dense_similarity` of the members otherwise."""
+    inside = members >= 0
+    if all(isinstance(g, EuclideanPoints) for g in grounds):
+        offsets = torch.tensor([0] + [g.n for g in grounds], device=members.device).cumsum(0)[:-1]
+        x = torch.cat([g.x for g in grounds])[(members + offsets[problem_set][:, None]).clamp(min=0)]
+        x = x * inside[..., None]  # (B, S, d)
+        sq = x.pow(2).sum(2)
+        kernels = torch.baddbmm(sq[:, None, :], x, x.transpose(1, 2), alpha=-2.0).add_(sq[:, :, None]).clamp_(min=0)
+        kernels = transform_(similarity, kernels, x.shape[2])
+        kernels.diagonal(dim1=1, dim2=2).fill_(self_value(similarity))  # exact, free of cancellation
+        pair = inside[:, :, None] & inside[:, None, :]
+        if needs_global_max(similarity):
+            largest = kernels.masked_fill(~pair, -math.inf).amax((1, 2), keepdim=True)
+            kernels = largest - kernels
+        return kernels * pair
+    first = grounds[0]
+    kernels = torch.zeros(*members.shape, members.shape[1], dtype=first.dtype, device=first.device)
+    for b, (row, s) in enumerate(zip(members, problem_set.tolist(), strict=True)):
+        m = row[row >= 0]
+        kernels[b, : len(m), : len(m)] = dense_similarity(grounds[s].select(m), similarity)
+    return kernels
+
+
 def _solved_together(grounds: list[Embedding], labels: list[Tensor], problems: list[list[tuple[int, int]]],
                      similarity: str) -> list[Coreset]:
-    """Every class problem of every ground set solved by one :func:`batched_greedy`: the same picks as one lazy
-    greedy per class, in a few tensor operations per step instead of a few per step, class and ground set.
+    """Every class problem of every ground set solved by one :func:`batched_greedy_tensors`: the same picks as one
+    lazy greedy per class, in a few tensor operations per step instead of a few per step, class and ground set.
     Every rank solves them all."""
-    members = [[torch.nonzero(lab == c).squeeze(1) for c, _ in probs] for lab, probs in zip(labels, problems,
-                                                                                            strict=True)]
-    sizes = [len(m) for group in members for m in group]
-    if not sizes:
+    quotas = [q for probs in problems for _, q in probs]
+    if not quotas:
         return [_empty(ground.device) for ground in grounds]
-    first = grounds[0]
-    kernels = torch.zeros(len(sizes), max(sizes), max(sizes), dtype=first.dtype, device=first.device)
-    b = 0
-    for ground, group in zip(grounds, members, strict=True):
-        for m in group:
-            kernels[b, : len(m), : len(m)] = dense_similarity(ground.select(m), similarity)
-            b += 1
-    solved = iter(batched_greedy(kernels, sizes, [q for probs in problems for _, q in probs]))
-    coresets = []
-    for ground, group in zip(grounds, members, strict=True):
-        results = [next(solved) for _ in group]
-        if not results:
-            coresets.append(_empty(ground.device))
-            continue
-        indices = torch.cat([m[r.indices] for m, r in zip(group, results, strict=True)])
-        weights = torch.cat([r.weights for r in results])
-        coresets.append(Coreset(indices, normalise_weights(weights), sum(r.objective for r in results)))
-    return coresets
+    members, problem_set = _problem_members(labels, problems)
+    sizes = (members >= 0).sum(1)
+    solved = batched_greedy_tensors(_problem_kernels(grounds, members, problem_set, similarity), sizes.tolist(),
+                                    quotas)
+    picked = torch.arange(solved.picks.shape[1], device=members.device)[None, :] < torch.tensor(
+        quotas, device=members.device)[:, None]
+    owner = problem_set[:, None].expand_as(picked)[picked]  # problems in order, so each set's picks are contiguous
+    per_set = torch.bincount(owner, minlength=len(grounds)).tolist()
+    indices = torch.gather(members, 1, solved.picks)[picked].split(per_set)
+    weights = solved.weights[picked].split(per_set)
+    objectives = torch.zeros(len(grounds), dtype=solved.objectives.dtype, device=members.device)
+    objectives.index_add_(0, problem_set, solved.objectives)
+    return [Coreset(i, normalise_weights(w), float(f)) if len(i) else _empty(ground.device)
+            for ground, i, w, f in zip(grounds, indices, weights, objectives, strict=True)]
 
 
 def per_class_facility_locations(embeddings: list[Tensor | Embedding], labels: list[Tensor], budgets: list[int], *,

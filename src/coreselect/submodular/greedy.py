@@ -167,7 +167,19 @@ def _lazy_step(
             best_pick = torch.minimum(best_pick, candidates[fresh == gain].min())
 
 
-def batched_greedy(similarities: Tensor, sizes: list[int], ks: list[int]) -> list[GreedyResult]:
+@dataclass(frozen=True)
+class BatchedGreedy:
+    """:func:`batched_greedy_tensors`' result: row b holds problem b, padded beyond its ``k_b`` picks (0) and
+    ``n_b`` elements (assignment −1)."""
+
+    picks: Tensor  # (B, k_max) in greedy order
+    gains: Tensor  # (B, k_max)
+    weights: Tensor  # (B, k_max): cluster sizes
+    objectives: Tensor  # (B,): F(S_b)
+    assignment: Tensor  # (B, n): each element's pick position
+
+
+def batched_greedy_tensors(similarities: Tensor, sizes: list[int], ks: list[int]) -> BatchedGreedy:
     """Exact greedy facility location on many small dense problems at once: problem b is the leading
     ``sizes[b]`` × ``sizes[b]`` block of ``similarities[b]`` (s_ij: ground element i, candidate j; padded beyond),
     of which it selects ``ks[b]``. Every gain is evaluated at every step (``naive``), all problems together, so a
@@ -184,10 +196,11 @@ def batched_greedy(similarities: Tensor, sizes: list[int], ks: list[int]) -> lis
     covered = torch.zeros(batch, n, dtype=dtype, device=device)
     open_ = ground.clone()  # candidates still selectable
     wanted = torch.tensor(ks, device=device)
-    picks = torch.zeros(batch, max(ks, default=0), dtype=torch.long, device=device)
-    gains = torch.zeros(batch, max(ks, default=0), dtype=dtype, device=device)
+    k_max = max(ks, default=0)
+    picks = torch.zeros(batch, k_max, dtype=torch.long, device=device)
+    gains = torch.zeros(batch, k_max, dtype=dtype, device=device)
     rows = torch.arange(batch, device=device)
-    for step in range(max(ks, default=0)):
+    for step in range(k_max):
         fresh = (by_candidate - covered[:, None, :]).clamp_(min=0).sum(2)  # increments: no cancellation
         fresh = fresh.masked_fill(~open_, -math.inf)
         gain, pick = fresh.max(1)  # the first maximum: the lowest index on ties
@@ -197,15 +210,20 @@ def batched_greedy(similarities: Tensor, sizes: list[int], ks: list[int]) -> lis
         chosen = by_candidate[rows, pick]  # (B, n)
         covered = torch.where(active[:, None], torch.maximum(covered, chosen), covered)
         open_[rows[active], pick[active]] = False
-    results = []
-    for b, (size, k) in enumerate(zip(sizes, ks, strict=True)):
-        indices = picks[b, :k]
-        if k == 0:
-            empty = torch.zeros(0, dtype=dtype, device=device)
-            results.append(GreedyResult(indices, empty, empty, 0.0, torch.full((size,), -1, dtype=torch.long,
-                                                                                device=device)))
-            continue
-        assignment = similarities[b, :size][:, indices].max(1).indices  # the earliest pick on exact ties
-        results.append(GreedyResult(indices, gains[b, :k], torch.bincount(assignment, minlength=k).to(dtype),
-                                    float(covered[b, :size].sum()), assignment))
-    return results
+    assignment = torch.full((batch, n), -1, dtype=torch.long, device=device)
+    if k_max:
+        picked = torch.arange(k_max, device=device)[None, :] < wanted[:, None]  # (B, k_max)
+        to_picks = torch.gather(similarities, 2, picks[:, None, :].expand(batch, n, k_max))  # (B, i, t): s_i,pick_t
+        nearest = to_picks.masked_fill(~picked[:, None, :], -math.inf).max(2).indices  # earliest pick on ties
+        assignment = nearest.masked_fill(~ground | (wanted == 0)[:, None], -1)
+    weights = torch.zeros(batch, k_max, dtype=dtype, device=device)
+    weights.scatter_add_(1, assignment.clamp(min=0), (assignment >= 0).to(dtype))
+    return BatchedGreedy(picks, gains, weights, (covered * ground).sum(1), assignment)
+
+
+def batched_greedy(similarities: Tensor, sizes: list[int], ks: list[int]) -> list[GreedyResult]:
+    """:func:`batched_greedy_tensors`, one :class:`GreedyResult` per problem."""
+    solved = batched_greedy_tensors(similarities, sizes, ks)
+    return [GreedyResult(solved.picks[b, :k], solved.gains[b, :k], solved.weights[b, :k],
+                         float(solved.objectives[b]), solved.assignment[b, :size])
+            for b, (size, k) in enumerate(zip(sizes, ks, strict=True))]

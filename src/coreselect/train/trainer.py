@@ -34,6 +34,7 @@ from coreselect.strategies.protocol import (
     Budget,
     Context,
     NeedsFeatures,
+    NeedsStepGradient,
     PlansBatches,
     ReportsMetrics,
     SelectionRound,
@@ -139,6 +140,7 @@ class Trainer:
             val=None if val is None else val.to(self.device),
             device=self.device,
             peak_learning_rate=config.lr,
+            hands_step_gradients=True,
         )
         self.strategy = strategy
         self.optimizer = make_optimizer(self.model.parameters(), config)
@@ -235,13 +237,17 @@ class Trainer:
             self._stop_on_non_finite(value)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        gradient = None
+        if isinstance(self.strategy, NeedsStepGradient) and self.strategy.needs_step_gradient:  # under DDP: reduced
+            gradient = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+                        for p in self.model.parameters() if p.requires_grad]
         if self.config.clip_norm is not None:  # after backward: under DDP every rank clips the same reduced gradient
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
         self.optimizer.step()
         s.loss_sum += value
         s.loss_count += 1
         out = StepOutput(step=s.step, logits=logits.detach(), losses=losses.detach(),
-                         learning_rate=self.context.learning_rate, features=features)
+                         learning_rate=self.context.learning_rate, features=features, gradient=gradient)
         self.context.training_signals.record(batch.indices, out.logits, self.train_data.targets[batch.indices],
                                              out.losses, s.step)
         return out
