@@ -143,6 +143,14 @@ def test_dropping_never_empties_a_class_and_respects_the_pool_minimum() -> None:
     assert torch.equal(drop_learned(pool, table, targets, 0.1, minimum_per_class=5, minimum_pool=80), pool)
 
 
+def test_regions_after_a_drop_draw_their_subsets_from_the_smaller_pool_only() -> None:
+    strategy, _, _, _ = _train_crest(45, check_with="steps", check_thresh=0.01, drop_learned=True, drop_interval=1,
+                                     watch_interval=1, drop_thresh=0.002, min_pool_fraction=0.2)
+    st = strategy.state
+    assert int(st.pool.sum()) < len(st.pool) and st.last_drop_epoch >= 2  # dropped, then selected again
+    assert st.updates > 3 and bool(st.pool[st.subsets].all())  # the latest region saw the pool of its time only
+
+
 def _checkpointed(state: dict) -> dict:
     """``state`` written and read back as a checkpoint is: no tensor shared with the live strategy, whose
     exponential averages are updated in place."""

@@ -43,7 +43,12 @@ from torch import Tensor
 from coreselect.errors import InvalidInputError
 from coreselect.signals import forward_in_batches, gradient_and_hessian_diagonal, logit_gradients, per_example_losses
 from coreselect.strategies.base import SeededStrategy
-from coreselect.strategies.minibatch_coresets import SubsetParams, minibatch_coresets, stratified_subsets
+from coreselect.strategies.minibatch_coresets import (
+    SubsetParams,
+    class_members,
+    minibatch_coresets,
+    stratified_subsets,
+)
 from coreselect.strategies.passes import ShuffledPass
 from coreselect.strategies.protocol import Batch, Context, StepOutput
 from coreselect.strategies.registry import register
@@ -112,7 +117,7 @@ class QuadraticModel:
 
     def predict(self, params: Tensor) -> float:
         delta = params - self.anchor
-        return float(self.base_loss + self.grad @ delta + 0.5 * (self.hess * delta * delta).sum())
+        return self.base_loss + float(torch.dot(torch.addcmul(self.grad, self.hess, delta, value=0.5), delta))
 
 
 def _no_indices() -> Tensor:
@@ -177,6 +182,8 @@ class Crest(SeededStrategy):
         super().__init__(params)
         self.state = CrestState(torch.ones(0, dtype=torch.bool), torch.zeros(0, 0), 0, 1, 1)
         self._prediction: float | None = None  # F(δ) at the parameters of the batch just yielded (not state)
+        self._trainable: list[Tensor] = []
+        self._members: list[Tensor] | None = None  # the pool's indices by class, until the pool changes
 
     # -- set-up and state ------------------------------------------------------------------------
     def setup(self, ctx: Context) -> None:
@@ -191,6 +198,7 @@ class Crest(SeededStrategy):
                                     "needs batch_intercepts=true")
         self.steps_per_epoch = math.ceil(ctx.budget.epoch_examples / m)
         self.min_pool = math.ceil(p.min_pool_fraction * n)
+        self._trainable = [q for q in ctx.model.parameters() if q.requires_grad]  # F's coordinates, read each step
         weights = self._params()
         self.state = CrestState(
             pool=torch.ones(n, dtype=torch.bool), loss_table=torch.full((p.watch_interval, n), -1.0),
@@ -198,10 +206,10 @@ class Crest(SeededStrategy):
             num_coresets=p.num_coresets, ema_grad=[torch.zeros_like(w) for w in weights],
             ema_hess=[torch.zeros_like(w) for w in weights],
             ema_diag=[torch.zeros_like(w) for w in weights] if p.curvature == "diagonal" else [])
-        self._prediction = None
+        self._prediction, self._members = None, None
 
     def _params(self) -> list[Tensor]:
-        return [p for p in self.context.model.parameters() if p.requires_grad]
+        return self._trainable
 
     @property
     def needs_step_gradient(self) -> bool:
@@ -214,6 +222,7 @@ class Crest(SeededStrategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         self.state.load_state_dict(state)
+        self._members = None
 
     def metrics(self) -> dict[str, float]:
         """Coreset updates, seconds per component, and pool size so far (added to each evaluation)."""
@@ -272,9 +281,11 @@ class Crest(SeededStrategy):
         ctx, st = self.context, self.state
         start = time.perf_counter()
         self._maybe_drop()
-        pool = torch.nonzero(st.pool).squeeze(1)
-        subsets = stratified_subsets(pool, ctx.train.targets, self.params.subset_size(len(pool), ctx.batch_size),
-                                     st.num_coresets, self.generator)
+        if self._members is None:
+            self._members = class_members(torch.nonzero(st.pool).squeeze(1), ctx.train.targets)
+        pooled = sum(len(g) for g in self._members)
+        subsets = stratified_subsets(self._members, self.params.subset_size(pooled, ctx.batch_size), st.num_coresets,
+                                     self.generator)
         union = torch.cat(subsets)
         out = forward_in_batches(ctx.model, ctx.train, indices=union)
         ctx.log.count_forward(len(union))
@@ -452,6 +463,7 @@ class Crest(SeededStrategy):
             return
         st.last_drop_epoch = epoch
         subset = p.subset_size(int(st.pool.sum()), self.context.batch_size)
+        self._members = None
         st.pool = drop_learned(st.pool, st.loss_table, self.context.train.targets.cpu(), p.drop_thresh,
                                minimum_per_class=math.ceil(subset / self.context.train.num_classes),
                                minimum_pool=self.min_pool)

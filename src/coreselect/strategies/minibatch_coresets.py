@@ -33,14 +33,17 @@ class SubsetParams(StrategyParams):
                                                                                    * batch_size)))
 
 
-def stratified_subsets(pool: Tensor, targets: Tensor, size: int, count: int,
-                       generator: torch.Generator) -> list[Tensor]:
-    """``count`` random subsets of the ``pool`` indices, each ⌈size/C⌉ per class without replacement
-    (a class with fewer members gives all of them)."""
+def class_members(pool: Tensor, targets: Tensor) -> list[Tensor]:
+    """The ``pool`` indices of each class present, ascending (one stable sort)."""
     labels = targets.cpu()[pool]
-    order = torch.sort(labels, stable=True).indices  # the pool grouped by class, ascending within each
+    order = torch.sort(labels, stable=True).indices
     counts = torch.bincount(labels)
-    members = [pool[group] for group in order.split(counts[counts > 0].tolist())] if len(pool) else []
+    return [pool[group] for group in order.split(counts[counts > 0].tolist())] if len(pool) else []
+
+
+def stratified_subsets(members: list[Tensor], size: int, count: int, generator: torch.Generator) -> list[Tensor]:
+    """``count`` random subsets of a pool given by its :func:`class_members`, each ⌈size/C⌉ per class without
+    replacement (a class with fewer members gives all of them)."""
     per_class = math.ceil(size / max(len(members), 1))
     return [
         torch.cat([g[torch.randperm(len(g), generator=generator)[:per_class]] for g in members])

@@ -23,7 +23,12 @@ from coreselect.models.features import last_linear
 from coreselect.models.posterior import PerturbTarget, perturbed, perturbed_parameters, posterior_noise
 from coreselect.signals import forward_in_batches, logit_gradients
 from coreselect.strategies.epochs import Selection
-from coreselect.strategies.minibatch_coresets import SubsetParams, minibatch_coresets, stratified_subsets
+from coreselect.strategies.minibatch_coresets import (
+    SubsetParams,
+    class_members,
+    minibatch_coresets,
+    stratified_subsets,
+)
 from coreselect.strategies.periodic import PeriodicParams, PeriodicSelection
 from coreselect.strategies.registry import register
 
@@ -48,7 +53,7 @@ class Stable(PeriodicSelection):
     def reselect(self, k: int) -> Selection:
         p, ctx = self.params, self.context
         m = ctx.batch_size
-        subsets = stratified_subsets(torch.arange(len(ctx.train)), ctx.train.targets,
+        subsets = stratified_subsets(class_members(torch.arange(len(ctx.train)), ctx.train.targets),
                                      p.subset_size(len(ctx.train), m), max(1, -(-k // m)), self.generator)
         proxies = torch.cat([self.smoothed_proxies(subset) for subset in subsets])
         targets = torch.cat([ctx.train.targets[s.to(ctx.train.device)].cpu() for s in subsets])
