@@ -25,7 +25,10 @@ F failing; ``grow_interval`` doubles T₁ each time the model holds (until the n
 diag(H), where the official ĥ = √(average of their squares) estimates each Hessian row's norm, an upper bound
 of |H_ii| that makes F rise away from the anchor faster than the loss does (T₁ still comes from the latter);
 ``fit_batches`` fits F on a few of the region's batches; ``hessian_every`` draws the Hutchinson estimate in every
-k-th region's fit only (ĥ averages all draws so far), the other fits computing the gradient alone.
+k-th region's fit only (ĥ averages all draws so far), the other fits computing the gradient alone;
+``fit_from_steps`` (with ``batch_intercepts``) fits nothing in a region without a draw: ĝ folds in the gradient the
+region's first training step back-propagated at the anchor, which a loop that hands step gradients (the Trainer)
+gives to a strategy declaring ``NeedsStepGradient``.
 """
 
 from __future__ import annotations
@@ -328,7 +331,7 @@ class Crest(SeededStrategy):
         code does; return the bias-corrected gradient and curvature of F and ‖ĥ‖ (the official estimate, for T₁)."""
         p, st = self.params, self.state
         st.ema_count += 1
-        st.hess_count += diag is not None
+        st.hess_count += int(diag is not None)
         bias1, bias2 = 1 - p.beta1 ** st.ema_count, 1 - p.beta2 ** st.hess_count
         grad, curvature, official = [], [], []
         for i, g in enumerate(grads):
