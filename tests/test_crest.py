@@ -189,7 +189,7 @@ def _train_crest(steps: int, hand_gradients: bool = False, **params):  # type: i
     step. With ``batch_intercepts`` the loop shifts F to each batch's own weighted loss at the region's start,
     which it computes itself by a forward at the region's anchor. With ``hand_gradients`` the loop hands each
     step's gradient when CREST asks for it, and ``strategy.asked`` lists (region, asked, F's ĝ and anchor after
-    the step equal to that gradient and to the step's starting weights)."""
+    the step equal to that gradient and to the step's starting weights, the step's batch one whole coreset)."""
     ctx = _context()
     ctx.hands_step_gradients = hand_gradients
     strategy = create_strategy("crest", random_subset_size=0.1, **params)
@@ -232,7 +232,8 @@ def _train_crest(steps: int, hand_gradients: bool = False, **params):  # type: i
             fitted = strategy.state.quadratic
             folded = gradient is not None and torch.equal(fitted.anchor, weights) and torch.allclose(
                 fitted.grad, torch.cat([g.reshape(-1) for g in gradient]), atol=1e-7)
-            asked_by_region.append((strategy.state.updates, asked, folded))
+            whole = any(torch.equal(batch.indices, block) for block in strategy.state.coreset.split(16))
+            asked_by_region.append((strategy.state.updates, asked, folded, whole))
     strategy.asked = asked_by_region
     return strategy, decisions, selection_forwards, region_starts
 
@@ -269,15 +270,17 @@ def test_fit_from_steps_folds_the_first_steps_gradient_and_fits_only_where_the_h
               "beta1": 0.0}  # β₁ = 0: ĝ is the latest gradient folded in
     strategy, decisions, _, starts = _train_crest(40, hand_gradients=True, fit_from_steps=True, **params)
     assert len(strategy.asked) >= 5, strategy.asked
-    for region, asked, folded in strategy.asked:
+    for region, asked, folded, whole in strategy.asked:
         assert asked == ((region - 1) % 3 != 0)  # regions 1, 4, 7, ... draw the Hessian: they fit F themselves
-        assert folded == asked  # otherwise ĝ is the step's own gradient at the region's anchor
+        assert folded == asked  # otherwise ĝ is the step's own gradient at the region's anchor ...
+        assert whole or not asked  # ... on one whole mini-batch coreset, the batch a one-batch fit fits
+    assert not all(whole for _, _, _, whole in strategy.asked)  # the regions that fit F shuffle their coresets
     assert all(expected == made for expected, made in decisions), decisions
     assert all(math.isclose(p, a, rel_tol=1e-5) for p, a in starts), starts  # δ = 0: each batch's own loss
     # a loop that hands no gradients: every region fits F, the same stream as without the option
     inert, inert_decisions, _, inert_starts = _train_crest(40, fit_from_steps=True, **params)
     _, plain_decisions, _, plain_starts = _train_crest(40, **params)
-    assert not any(asked for _, asked, _ in inert.asked)
+    assert not any(asked for _, asked, _, _ in inert.asked)
     assert inert_decisions == plain_decisions and inert_starts == plain_starts
     with pytest.raises(InvalidInputError, match="needs batch_intercepts"):
         create_strategy("crest", check_with="steps", fit_from_steps=True).setup(_context())

@@ -26,9 +26,10 @@ diag(H), where the official ĥ = √(average of their squares) estimates each He
 of |H_ii| that makes F rise away from the anchor faster than the loss does (T₁ still comes from the latter);
 ``fit_batches`` fits F on a few of the region's batches; ``hessian_every`` draws the Hutchinson estimate in every
 k-th region's fit only (ĥ averages all draws so far), the other fits computing the gradient alone;
-``fit_from_steps`` (with ``batch_intercepts``) fits nothing in a region without a draw: ĝ folds in the gradient the
-region's first training step back-propagated at the anchor, which a loop that hands step gradients (the Trainer)
-gives to a strategy declaring ``NeedsStepGradient``.
+``fit_from_steps`` (with ``batch_intercepts``) fits nothing in a region without a draw: the region's first batch is
+one whole mini-batch coreset (the batch a one-batch fit fits) and ĝ folds in the gradient that step back-propagated
+at the anchor, which a loop that hands step gradients (the Trainer) gives to a strategy declaring
+``NeedsStepGradient``.
 """
 
 from __future__ import annotations
@@ -97,10 +98,10 @@ class CrestParams(SubsetParams):
     hessian_every: int = Field(1, ge=1, description="draw the Hutchinson estimate of the Hessian diagonal in every "
                                "k-th region's fit only; ĥ is their exponential average (β₂, near a plain mean of all "
                                "draws so far), and the other fits compute the gradient alone")
-    fit_from_steps: bool = Field(False, description="with batch_intercepts: in a region without a Hessian draw, ĝ "
-                                 "folds in the gradient the region's first training step back-propagated (a coreset "
-                                 "batch at the anchor, computed anyway) instead of fitting F on fit_batches of its "
-                                 "own; needs a loop that hands step gradients (the Trainer; else F is fitted)")
+    fit_from_steps: bool = Field(False, description="with batch_intercepts: in a region without a Hessian draw, the "
+                                 "first batch is one whole mini-batch coreset and ĝ folds in the gradient that step "
+                                 "back-propagated at the anchor (computed anyway) instead of fitting F on fit_batches "
+                                 "of its own; needs a loop that hands step gradients (the Trainer; else F is fitted)")
     full_set_check: bool = Field(False, description="official: forward the whole training set at each check")
     uniform_first_epoch: bool = Field(False, description="official: one epoch of uniform batches first")
 
@@ -317,10 +318,23 @@ class Crest(SeededStrategy):
                                 known_losses=known)
         else:  # F waits for the first step's gradient at the anchor; each point's intercept is its loss forwarded
             st.intercepts = known[st.coreset]  # at the anchor (every coreset point is in the subsets)
+            self._first_batch_one_coreset()
             anchor = _flat([q.detach() for q in self._params()]).clone()  # F(anchor) = L₀ whatever ĝ and ĥ are
             st.quadratic = QuadraticModel(0.0, torch.zeros_like(anchor), torch.zeros_like(anchor), anchor)
             st.awaiting_gradient = True
         st.seconds["approximate"] += time.perf_counter() - start
+
+    def _first_batch_one_coreset(self) -> None:
+        """Make the region's first batch one whole mini-batch coreset drawn at random (the batch the fit would have
+        fitted, so that ĝ from the first step is the same estimate), the rest of the pass in its shuffled order."""
+        st, m = self.state, self.context.batch_size
+        count = len(st.coreset) // m
+        if count == 0:
+            return
+        first = int(torch.randint(count, (1,), generator=self.generator)) * m
+        order = st.batches.order
+        block = (order >= first) & (order < first + m)
+        st.batches.order = torch.cat([torch.arange(first, first + m), order[~block]])
 
     def _draws_hessian(self) -> bool:
         """Whether the region just begun draws the Hutchinson estimate (every ``hessian_every``-th, the first too)."""
