@@ -119,3 +119,17 @@ def test_a_shuffled_pass_says_ahead_what_its_takes_return() -> None:
         restored = ShuffledPass()
         restored.load_state_dict(shuffled.state_dict())
         assert restored.remaining == shuffled.remaining and torch.equal(restored.order, shuffled.order)
+
+
+def test_a_shuffled_pass_leads_with_given_positions_and_keeps_the_rest_in_order() -> None:
+    from coreselect.strategies.passes import ShuffledPass
+
+    shuffled = ShuffledPass()
+    shuffled.shuffle(12, torch.Generator().manual_seed(1))
+    taken = shuffled.take(3).tolist()
+    rest = shuffled.order[3:].tolist()
+    lead = [p for p in rest if p % 2 == 0][:2][::-1]  # two untaken positions, in an order of our choosing
+    shuffled.lead_with(torch.tensor(lead))
+    assert shuffled.order[:3].tolist() == taken  # what was taken stays taken
+    assert shuffled.take(2).tolist() == lead
+    assert shuffled.take(100).tolist() == [p for p in rest if p not in lead]

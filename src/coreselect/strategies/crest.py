@@ -332,9 +332,7 @@ class Crest(SeededStrategy):
         if count == 0:
             return
         first = int(torch.randint(count, (1,), generator=self.generator)) * m
-        order = st.batches.order
-        block = (order >= first) & (order < first + m)
-        st.batches.order = torch.cat([torch.arange(first, first + m), order[~block]])
+        st.batches.lead_with(torch.arange(first, first + m))
 
     def _draws_hessian(self) -> bool:
         """Whether the region just begun draws the Hutchinson estimate (every ``hessian_every``-th, the first too)."""

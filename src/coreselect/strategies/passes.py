@@ -36,6 +36,11 @@ class ShuffledPass:
         self.cursor += len(positions)
         return positions
 
+    def lead_with(self, positions: Tensor) -> None:
+        """Move ``positions`` to the front of the positions not yet taken, the others keeping their order."""
+        rest = self.order[self.cursor :]
+        self.order = torch.cat([self.order[: self.cursor], positions, rest[~torch.isin(rest, positions)]])
+
     def ahead(self, count: int, *, whole: bool = False) -> list[Tensor]:
         """What the takes of ``count`` left in this pass will return (``whole``: only those of ``count``)."""
         end = len(self.order) - count + 1 if whole else len(self.order)
