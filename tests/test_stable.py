@@ -11,7 +11,7 @@ from coreselect.data import InMemoryDataset
 from coreselect.models import create_model, perturbed, perturbed_parameters
 from coreselect.signals import logit_gradients
 from coreselect.strategies import Budget, Context, create_strategy
-from coreselect.strategies.minibatch_coresets import class_members, stratified_subsets
+from coreselect.strategies.minibatch_coresets import class_members, stratified_subsets, uniform_draws
 from coreselect.submodular import per_class_facility_location
 
 
@@ -75,6 +75,38 @@ def test_noise_acts_only_inside_the_block_and_on_the_chosen_parameters() -> None
         with perturbed(layer_norm, 0.1, target="norm", generator=g):
             shifted = layer_norm(inputs)
         assert not torch.allclose(plain, shifted) and torch.equal(plain, layer_norm(inputs))  # hook removed
+
+
+@pytest.mark.parametrize("n", [10, 6])  # 3² ≤ 10: i.i.d. draws with repeats redrawn; 3² > 6: permutations
+def test_uniform_draws_are_uniform_over_the_k_subsets(n: int) -> None:
+    from itertools import combinations
+    from math import comb
+
+    k, rows = 3, 24000
+    draws = uniform_draws(n, k, rows, torch.Generator().manual_seed(0))
+    assert draws.shape == (rows, k) and draws.min() >= 0 and draws.max() < n
+    ordered = draws.sort(1).values
+    assert bool((ordered[:, 1:] != ordered[:, :-1]).all())  # distinct within each row
+    code = {s: i for i, s in enumerate(combinations(range(n), k))}  # every k-subset equally often: chi-square
+    counts = torch.bincount(torch.tensor([code[tuple(r)] for r in ordered.tolist()]), minlength=comb(n, k)).double()
+    expected = rows / comb(n, k)
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    df = comb(n, k) - 1
+    assert chi2 < df + 5 * (2 * df) ** 0.5  # about 5 standard deviations of the chi-square statistic
+    first = torch.bincount(draws[:, 0], minlength=n).double()  # the row's order is random too
+    assert float((first / rows - 1 / n).abs().max()) < 5 * (1 / n / rows) ** 0.5
+
+
+def test_stratified_subsets_are_independent_class_balanced_draws() -> None:
+    targets = torch.arange(1000) % 4
+    members = class_members(torch.arange(1000), targets)
+    subsets = stratified_subsets(members, 40, 3, torch.Generator().manual_seed(1))
+    assert len(subsets) == 3
+    for subset in subsets:
+        assert len(subset.unique()) == 40 and torch.bincount(targets[subset]).tolist() == [10] * 4
+    assert not torch.equal(subsets[0].sort().values, subsets[1].sort().values)
+    small = class_members(torch.arange(10), torch.arange(10) % 2)  # a class smaller than its share: all of it
+    assert [sorted(s.tolist()) for s in stratified_subsets(small, 40, 2, torch.Generator())] == [list(range(10))] * 2
 
 
 def test_sigma_zero_gives_m_copies_and_the_plain_minibatch_coresets() -> None:

@@ -41,14 +41,31 @@ def class_members(pool: Tensor, targets: Tensor) -> list[Tensor]:
     return [pool[group] for group in order.split(counts[counts > 0].tolist())] if len(pool) else []
 
 
+def uniform_draws(n: int, k: int, count: int, generator: torch.Generator) -> Tensor:
+    """``count`` independent uniform draws of ``k`` distinct positions of ``range(n)`` (rows of a (count, k) tensor,
+    in random order). While k² ≤ n, i.i.d. positions with every row holding a repeat drawn again (given no repeat,
+    a row is a uniform ordered draw without replacement; a row is kept with probability above e^(−1/2)): a few
+    tensor operations instead of a permutation of all n per row; else each row is the head of a permutation."""
+    if not 0 <= k <= n:
+        raise ValueError(f"cannot draw {k} distinct positions of {n}")
+    if k * k > n:
+        return torch.stack([torch.randperm(n, generator=generator)[:k] for _ in range(count)]) if count else \
+            torch.zeros(0, k, dtype=torch.long)
+    draws = torch.randint(n, (count, k), generator=generator)
+    while True:
+        ordered = draws.sort(1).values
+        repeats = (ordered[:, 1:] == ordered[:, :-1]).any(1)
+        if not repeats.any():
+            return draws
+        draws[repeats] = torch.randint(n, (int(repeats.sum()), k), generator=generator)
+
+
 def stratified_subsets(members: list[Tensor], size: int, count: int, generator: torch.Generator) -> list[Tensor]:
     """``count`` random subsets of a pool given by its :func:`class_members`, each ⌈size/C⌉ per class without
-    replacement (a class with fewer members gives all of them)."""
+    replacement (a class with fewer members gives all of them), drawn independently (:func:`uniform_draws`)."""
     per_class = math.ceil(size / max(len(members), 1))
-    return [
-        torch.cat([g[torch.randperm(len(g), generator=generator)[:per_class]] for g in members])
-        for _ in range(count)
-    ]
+    drawn = [g[uniform_draws(len(g), min(per_class, len(g)), count, generator)] for g in members]  # (count, k_c)
+    return list(torch.cat(drawn, dim=1).unbind(0)) if drawn else [torch.zeros(0, dtype=torch.long)] * count
 
 
 def minibatch_coresets(proxies: Tensor, subsets: list[Tensor], targets: Tensor, size: int,

@@ -97,14 +97,15 @@ BATCHED_MAX_CLASS = 512  # classes up to this size are solved together by one ba
 
 def _class_problems(labels: Tensor, budget: int, proportional: bool) -> list[tuple[int, int]]:
     """(class, quota) of every class that :func:`class_quotas` gives a positive quota."""
-    classes = torch.unique(labels)
-    counts = torch.stack([(labels == c).sum() for c in classes]) if len(classes) else torch.zeros(0)
+    classes, counts = torch.unique(labels, return_counts=True)
     quotas = class_quotas(counts, budget, proportional)
     return [(c, quota) for c, quota in zip(classes.tolist(), quotas.tolist(), strict=True) if quota > 0]
 
 
 def _largest_class(labels: Tensor, problems: list[tuple[int, int]]) -> int:
-    return max((int((labels == c).sum()) for c, _ in problems), default=0)
+    classes, counts = torch.unique(labels, return_counts=True)
+    size = dict(zip(classes.tolist(), counts.tolist(), strict=True))
+    return max((size[c] for c, _ in problems), default=0)
 
 
 def _problem_members(labels: list[Tensor], problems: list[list[tuple[int, int]]]) -> tuple[Tensor, Tensor]:
