@@ -95,17 +95,14 @@ def class_quotas(counts: Tensor, budget: int, proportional: bool = False) -> Ten
 BATCHED_MAX_CLASS = 512  # classes up to this size are solved together by one batched exact greedy
 
 
-def _class_problems(labels: Tensor, budget: int, proportional: bool) -> list[tuple[int, int]]:
-    """(class, quota) of every class that :func:`class_quotas` gives a positive quota."""
+def _class_problems(labels: Tensor, budget: int, proportional: bool) -> tuple[list[tuple[int, int]], int]:
+    """(class, quota) of every class that :func:`class_quotas` gives a positive quota, and the largest such class's
+    size."""
     classes, counts = torch.unique(labels, return_counts=True)
     quotas = class_quotas(counts, budget, proportional)
-    return [(c, quota) for c, quota in zip(classes.tolist(), quotas.tolist(), strict=True) if quota > 0]
-
-
-def _largest_class(labels: Tensor, problems: list[tuple[int, int]]) -> int:
-    classes, counts = torch.unique(labels, return_counts=True)
-    size = dict(zip(classes.tolist(), counts.tolist(), strict=True))
-    return max((size[c] for c, _ in problems), default=0)
+    kept = [(c, quota, size) for c, quota, size in zip(classes.tolist(), quotas.tolist(), counts.tolist(), strict=True)
+            if quota > 0]
+    return [(c, quota) for c, quota, _ in kept], max((size for *_, size in kept), default=0)
 
 
 def _problem_members(labels: list[Tensor], problems: list[list[tuple[int, int]]]) -> tuple[Tensor, Tensor]:
@@ -190,8 +187,9 @@ def per_class_facility_locations(embeddings: list[Tensor | Embedding], labels: l
     for ground, lab in zip(grounds, labels, strict=True):
         if lab.ndim != 1 or lab.shape[0] != ground.n:
             raise InvalidInputError(f"{ground.n} embeddings but labels of shape {tuple(lab.shape)}")
-    problems = [_class_problems(lab, budget, False) for lab, budget in zip(labels, budgets, strict=True)]
-    if all(_largest_class(lab, probs) <= BATCHED_MAX_CLASS for lab, probs in zip(labels, problems, strict=True)):
+    posed = [_class_problems(lab, budget, False) for lab, budget in zip(labels, budgets, strict=True)]
+    problems = [probs for probs, _ in posed]
+    if all(largest <= BATCHED_MAX_CLASS for _, largest in posed):
         return _solved_together(grounds, labels, problems, similarity)
 
     def solve(i: int) -> tuple[Tensor, Tensor, float]:
@@ -224,8 +222,8 @@ def per_class_facility_location(
     ground = as_embedding(embeddings)
     if labels.ndim != 1 or labels.shape[0] != ground.n:
         raise InvalidInputError(f"{ground.n} embeddings but labels of shape {tuple(labels.shape)}")
-    problems = _class_problems(labels, budget, proportional)
-    if optimizer in ("lazy", "naive") and len(problems) > 1 and _largest_class(labels, problems) <= BATCHED_MAX_CLASS:
+    problems, largest = _class_problems(labels, budget, proportional)
+    if optimizer in ("lazy", "naive") and len(problems) > 1 and largest <= BATCHED_MAX_CLASS:
         return _solved_together([ground], [labels], [problems], similarity)[0]
     stochastic = optimizer == "stochastic" and generator is not None  # lazy greedy draws nothing
     seeds = (torch.randint(0, 2**62, (len(problems),), generator=generator).tolist() if stochastic
