@@ -50,20 +50,20 @@ def npz_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def assert_resumes_exact_stream(name: str, make_context, skip: int, take: int) -> None:
+def assert_resumes_exact_stream(name: str, make_context, skip: int, take: int, **params: object) -> None:
     """A strategy restored from ``state_dict`` mid-run yields exactly the batches the original would."""
     import itertools
 
     from coreselect.strategies import create_strategy
 
-    strategy = create_strategy(name)
+    strategy = create_strategy(name, **params)
     strategy.setup(make_context())
     stream = strategy.batches()
     for _ in range(skip):
         next(stream)
     state = strategy.state_dict()
     expected = [b.indices.tolist() for b in itertools.islice(stream, take)]
-    resumed = create_strategy(name)
+    resumed = create_strategy(name, **params)
     resumed.setup(make_context())
     resumed.load_state_dict(state)
     assert [b.indices.tolist() for b in itertools.islice(resumed.batches(), take)] == expected

@@ -35,7 +35,9 @@ def test_registry_lists_and_validates() -> None:
     assert {"full", "random", "random-subset"} <= set(STRATEGIES)
     with pytest.raises(UnknownNameError, match=r"valid names: .*random-subset"):
         create_strategy("craig-typo")
-    with pytest.raises(InvalidInputError, match=r"bad parameters for strategy 'random'.*valid fields: none"):
+    with pytest.raises(InvalidInputError, match=r"bad parameters for strategy 'random-subset'.*valid fields: none"):
+        create_strategy("random-subset", select_every=2)
+    with pytest.raises(InvalidInputError, match=r"bad parameters for strategy 'random'.*valid fields: whole_passes"):
         create_strategy("random", select_every=2)
 
 
@@ -56,6 +58,29 @@ def test_random_draws_a_fresh_subset_of_budget_size_each_pass() -> None:
     assert all(len(set(p)) == 30 for p in passes)
     assert len({frozenset(p) for p in passes}) == 3
     assert [r.indices.sort().values.tolist() for r in ctx.log.rounds] == [sorted(p) for p in passes]
+
+
+def _counts(strategy, examples: int) -> torch.Tensor:
+    """How often each training index comes up in the stream's first ``examples`` examples."""
+    seen: list[int] = []
+    for batch in strategy.batches():
+        seen += batch.indices.tolist()
+        if len(seen) >= examples:
+            return torch.bincount(torch.tensor(seen[:examples]), minlength=100)
+    raise AssertionError("unreachable")
+
+
+def test_random_in_whole_passes_trains_every_example_equally_often() -> None:
+    ctx = _context(fraction=0.3)  # 5 compressed epochs of 30: 150 examples, 1.5 passes over the 100
+    passes = create_strategy("random", whole_passes=True)
+    passes.setup(ctx)
+    counts = _counts(passes, ctx.budget.total_examples)
+    assert set(counts.tolist()) == {1, 2} and int((counts == 2).sum()) == 50
+    assert len(ctx.log.rounds) == 1 and sorted(ctx.log.rounds[0].indices.tolist()) == list(range(100))
+    fresh = create_strategy("random")  # Binomial(5, 0.3) times each: some examples never, some 3 times or more
+    fresh.setup(_context(fraction=0.3))
+    counts = _counts(fresh, ctx.budget.total_examples)
+    assert counts.sum() == 150 and (counts == 0).any() and (counts >= 3).any()
 
 
 def test_random_subset_keeps_one_subset() -> None:
@@ -79,6 +104,10 @@ def test_seed_changes_the_stream() -> None:
 @pytest.mark.parametrize("name", ["full", "random", "random-subset"])
 def test_state_dict_resumes_the_exact_stream(name: str) -> None:
     assert_resumes_exact_stream(name, _context, skip=7, take=20)  # stops mid-pass
+
+
+def test_random_in_whole_passes_resumes_the_exact_stream() -> None:
+    assert_resumes_exact_stream("random", _context, skip=15, take=20, whole_passes=True)  # across a pass's end
 
 
 def test_batch_head_and_budget() -> None:
