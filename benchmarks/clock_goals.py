@@ -23,6 +23,11 @@ MARGIN_CLEAN, MARGIN_NOISY = 0.005, 0.02
 SELECTION_SHARE, FLOOR_RATIO = 0.25, 1.3
 
 
+def strategy_of(row: MethodSummary) -> str:
+    """The strategy's name in a method label (``crest(check_thresh=0.15)`` → ``crest``)."""
+    return row.method.split("(")[0]
+
+
 def goals(rows: list[MethodSummary]) -> list[str]:
     """One line per goal and setting: what was measured, and whether it meets the goal."""
     lines_of = frontiers(rows)
@@ -35,9 +40,8 @@ def goals(rows: list[MethodSummary]) -> list[str]:
         full = next((r for r in members if r.method == "full"), None)
         # the frontier's methods in other forms (random in whole passes) are baselines, not selection: shown, not
         # candidates for a goal
-        baselines = [r for r in members if r.method not in FRONTIER_METHODS
-                     and r.method.split("(")[0] in FRONTIER_METHODS]
-        methods = [r for r in members if r.method.split("(")[0] not in FRONTIER_METHODS]
+        baselines = [r for r in members if r.method not in FRONTIER_METHODS and strategy_of(r) in FRONTIER_METHODS]
+        methods = [r for r in members if strategy_of(r) not in FRONTIER_METHODS]
         if full is not None:
             cheap = [r for r in methods if r.time_s <= LOSSLESS_COST * full.time_s]
             best = max(cheap, key=lambda r: r.accuracy_mean, default=None)
@@ -67,7 +71,7 @@ def goals(rows: list[MethodSummary]) -> list[str]:
                 out.append(f"above the frontier, {family}, b={budget:g}: best {row.method} {100 * gain:+.2f} points "
                            f"(goal ≥ {100 * margin:g}; {verdict})")
         for row in methods:
-            if row.method.split("(")[0] in ("crest", "stable"):
+            if strategy_of(row) in ("crest", "stable"):
                 verdict = "met" if row.selection_share <= SELECTION_SHARE else "not met"
                 out.append(f"overhead: {row.method} b={row.budget:g} selects {100 * row.selection_share:.1f} % of "
                            f"its seconds, accuracy {100 * row.accuracy_mean:.2f} % ({verdict})")
