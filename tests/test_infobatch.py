@@ -139,3 +139,55 @@ def test_infobatch_in_a_loop_that_records_nothing_gets_a_clear_error() -> None:
     with pytest.raises(Exception, match=r"ctx.signals.record"):
         for _ in range(20):
             next(stream)
+
+
+@pytest.mark.parametrize("budgeted", [False, True])
+def test_drop_hardest_leaves_the_highest_losses_of_the_scored_examples_out_of_the_pass(budgeted: bool) -> None:
+    from coreselect.strategies import Budget, Context
+
+    data, g = _data(0), torch.Generator().manual_seed(0)
+    ctx = Context(model=create_model("mlp", (1, 8, 8), 4), train=data, budget=Budget(0.5, 4, 400, 50))
+    strategy = create_strategy("infobatch", drop_hardest=0.25, budgeted=budgeted)
+    strategy.setup(ctx)
+    size = 200 if budgeted else 400
+    assert len(torch.unique(strategy.select(0).indices)) == size  # nothing scored yet: nothing sits out
+    scored = torch.randperm(400, generator=g)[:240]
+    losses = torch.rand(240, generator=g)
+    ctx.training_signals.record(scored, torch.zeros(240, 4), data.targets[scored], losses, step=0)
+    hardest = scored[losses.argsort(descending=True)]  # brute force: the scored examples by falling loss
+    selection = strategy.select(1)
+    assert not torch.isin(hardest[:60], selection.indices).any()  # a quarter of the 240 scored sit out
+    if budgeted:
+        assert len(torch.unique(selection.indices)) == 200
+    else:  # the rest is the official pass on the pool: everything at or above the pool's mean kept
+        pool = torch.ones(400, dtype=torch.bool)
+        pool[hardest[:60]] = False
+        scores = torch.full((400,), 3.0)
+        scores[scored] = losses
+        above = torch.nonzero(pool & (scores >= scores[pool].mean())).squeeze(1)
+        assert torch.isin(above, selection.indices).all()
+        assert torch.isin(hardest[60:], selection.indices).sum() < 180  # part of the below-mean rest pruned
+    greedy = create_strategy("infobatch", drop_hardest=0.9, budgeted=True)  # 216 would leave a pass short
+    greedy.setup(ctx)
+    kept = greedy.select(1).indices
+    assert len(torch.unique(kept)) == 200 and not torch.isin(hardest[:200], kept).any()
+
+
+@pytest.mark.parametrize("drop", [0.0, 0.3])
+def test_under_label_noise_the_dropped_share_is_mostly_the_mislabelled_examples(drop: float) -> None:
+    from coreselect.data import InMemoryDataset
+    from coreselect.data.corruption import add_label_noise
+
+    clean = _data(0)
+    noisy = add_label_noise(clean.targets, 4, 0.3, "symmetric", seed=0)
+    flipped = noisy != clean.targets
+    torch.manual_seed(0)
+    config = TrainConfig(epochs=8, budget=0.5, batch_size=16, lr=0.05, eval_points=2)
+    trainer = Trainer(create_model("cnn", (1, 8, 8), 4), create_strategy("infobatch", drop_hardest=drop),
+                      InMemoryDataset(clean.inputs, noisy, 4), _data(1), config, progress_bar=False)
+    later = trainer.fit().selections[3:]  # once the model has learned the blobs' classes
+    share = float(torch.cat([flipped[r.indices] for r in later]).float().mean())
+    # the blobs are separable, so once learned the mislabelled examples have the highest losses: leaving 30 % out
+    # removes most of them (a random 30 % would leave the share at 0.3); without it InfoBatch keeps all of them
+    # (above the mean) and prunes clean ones
+    assert share < 0.2 if drop else share > float(flipped.float().mean())

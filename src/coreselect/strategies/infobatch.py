@@ -11,10 +11,15 @@ and normalised to mean 1: D weighs at most 1/(1 − r) times H, as in the offici
 after keeping all of H put weights of 35 on a few examples at b = 0.3, and the run diverged).
 Annealing: once a share δ of the budget is spent, passes are uniform and unweighted (official form: the whole
 set; budgeted form: a uniform b·n). No selection forward at all.
+``drop_hardest=β`` (ours, after CCS's β: mislabelled examples sit among the highest losses): every pass, the
+share β of the examples already scored with the highest scores sits out, and all of the above acts on the rest
+(its mean, its rescaling, its annealing passes). An example sitting out is not forwarded, so its score is not
+refreshed: once out, it stays out unless the losses of the others rise above it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -35,6 +40,8 @@ class InfoBatchParams(StrategyParams):
     delta: float = Field(0.875, gt=0, le=1, description="δ: share of the budget after which passes are unpruned")
     initial_score: float = Field(3.0, description="score of an example before its first training forward")
     budgeted: bool = Field(False, description="spend exactly the budget's b·n examples per compressed epoch")
+    drop_hardest: float = Field(0.0, ge=0, lt=1, description="β: share of the scored examples with the highest "
+                                "losses left out of every pass (under label noise, mostly the mislabelled ones)")
 
 
 def prune(scores: Tensor, keep_ratio: float, generator: torch.Generator) -> Selection:
@@ -88,16 +95,31 @@ class InfoBatch(EpochStrategy):
                                     "ctx.signals.record(...) after each step in your own loop (the Trainer does)")
         return torch.where(signals.seen(), signals.loss, torch.full_like(signals.loss, self.params.initial_score))
 
+    def pool(self, scores: Tensor) -> Tensor:
+        """The indices a pass draws from: all but the ``drop_hardest`` share of the scored examples with the
+        highest scores (never so many that a budgeted pass would lack examples)."""
+        n, seen = len(scores), self.context.training_signals.seen()
+        count = int(self.params.drop_hardest * int(seen.sum()))
+        if self.params.budgeted:
+            count = min(count, n - self.context.budget.epoch_examples)
+        if count <= 0:
+            return torch.arange(n)
+        kept = torch.ones(n, dtype=torch.bool)
+        kept[torch.topk(torch.where(seen, scores, torch.full_like(scores, -math.inf)), count).indices] = False
+        return torch.nonzero(kept).squeeze(1)
+
     def select(self, epoch: int) -> Selection:
         p, ctx = self.params, self.context
-        n, size = len(ctx.train), ctx.budget.epoch_examples
+        size, scores = ctx.budget.epoch_examples, self.scores()
+        pool = self.pool(scores)
         if self.trained >= p.delta * ctx.budget.total_examples:  # annealing: uniform, unweighted
-            order = torch.randperm(n, generator=self.generator)
+            order = torch.randperm(len(pool), generator=self.generator)  # positions in the pool, as below
             selection = Selection(order[:size] if p.budgeted else order)
         elif p.budgeted:
-            selection = prune_to_budget(self.scores(), size, max(1.0 - p.prune_ratio, 0.1), self.generator)
+            selection = prune_to_budget(scores[pool], size, max(1.0 - p.prune_ratio, 0.1), self.generator)
         else:
-            selection = prune(self.scores(), max(1.0 - p.prune_ratio, 0.1), self.generator)
+            selection = prune(scores[pool], max(1.0 - p.prune_ratio, 0.1), self.generator)
+        selection = Selection(pool[selection.indices], selection.weights)
         ctx.log.record(selection.indices, selection.weights)
         return selection
 
