@@ -111,14 +111,14 @@ class InfoBatch(EpochStrategy):
     def select(self, epoch: int) -> Selection:
         p, ctx = self.params, self.context
         size, scores = ctx.budget.epoch_examples, self.scores()
-        pool = self.pool(scores)
+        pool, keep_ratio = self.pool(scores), max(1.0 - p.prune_ratio, 0.1)
         if self.trained >= p.delta * ctx.budget.total_examples:  # annealing: uniform, unweighted
             order = torch.randperm(len(pool), generator=self.generator)  # positions in the pool, as below
             selection = Selection(order[:size] if p.budgeted else order)
         elif p.budgeted:
-            selection = prune_to_budget(scores[pool], size, max(1.0 - p.prune_ratio, 0.1), self.generator)
+            selection = prune_to_budget(scores[pool], size, keep_ratio, self.generator)
         else:
-            selection = prune(scores[pool], max(1.0 - p.prune_ratio, 0.1), self.generator)
+            selection = prune(scores[pool], keep_ratio, self.generator)
         selection = Selection(pool[selection.indices], selection.weights)
         ctx.log.record(selection.indices, selection.weights)
         return selection
