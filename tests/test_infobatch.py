@@ -118,11 +118,13 @@ def test_infobatch_forwards_nothing_for_selection_and_the_budgeted_form_spends_e
     assert result.selections[-1].weights is None  # annealing: the last compressed epoch is unweighted
 
 
-@pytest.mark.parametrize("params", [{}, {"budgeted": True}])
+@pytest.mark.parametrize("params", [{}, {"budgeted": True}, {"drop_hardest": "auto"}])
 def test_interrupted_infobatch_run_resumes_to_the_same_result(tmp_path: Path, params: dict) -> None:
     straight, resumed = interrupted_and_resumed(lambda **kw: _trainer(params, **kw), tmp_path / "run.pt")
     assert torch.equal(resumed.context.training_signals.loss.nan_to_num(-1),
                        straight.context.training_signals.loss.nan_to_num(-1))
+    assert resumed.strategy.estimated_share == straight.strategy.estimated_share  # type: ignore[attr-defined]
+    assert (straight.strategy.estimated_share is not None) == (params.get("drop_hardest") == "auto")  # type: ignore[attr-defined]
 
 
 def test_infobatch_in_a_loop_that_records_nothing_gets_a_clear_error() -> None:
@@ -173,8 +175,37 @@ def test_drop_hardest_leaves_the_highest_losses_of_the_scored_examples_out_of_th
     assert len(torch.unique(kept)) == 200 and not torch.isin(hardest[:200], kept).any()
 
 
-@pytest.mark.parametrize("drop", [0.0, 0.3])
-def test_under_label_noise_the_dropped_share_is_mostly_the_mislabelled_examples(drop: float) -> None:
+def test_auto_drop_share_is_estimated_once_after_a_sets_worth_of_training_as_the_below_chance_share() -> None:
+    from coreselect.strategies import Budget, Context
+
+    data, g = _data(0), torch.Generator().manual_seed(1)
+    ctx = Context(model=create_model("mlp", (1, 8, 8), 4), train=data, budget=Budget(0.5, 4, 400, 50))
+    strategy = create_strategy("infobatch", drop_hardest="auto", prune_ratio=0.0)  # a pass is its whole pool
+    strategy.setup(ctx)
+    scored = torch.randperm(400, generator=g)[:240]
+    losses = 3 * torch.rand(240, generator=g)  # about half above ln 4
+    ctx.training_signals.record(scored, torch.zeros(240, 4), data.targets[scored], losses, step=0)
+    strategy.trained = 400  # a set's worth trained, not more: nobody sits out yet
+    assert len(torch.unique(strategy.select(1).indices)) == 400 and strategy.estimated_share is None
+    strategy.trained = 401
+    below_chance = int((losses > math.log(4)).sum())  # the label's probability under 1/4, brute force
+    hardest = scored[losses.argsort(descending=True)]
+
+    def out_of(selection_indices: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(sorted(set(range(400)) - set(selection_indices.tolist())))
+
+    out = out_of(strategy.select(2).indices)
+    assert strategy.estimated_share == pytest.approx(below_chance / 240)
+    assert len(out) in (below_chance - 1, below_chance)  # ⌊β·240⌋, β = below_chance / 240 in floating point
+    assert torch.equal(out, hardest[: len(out)].sort().values)  # exactly the highest losses
+    # estimated once: with every loss now under ln 4, the same share of the scored examples still sits out
+    ctx.training_signals.record(scored, torch.zeros(240, 4), data.targets[scored], losses / 10, step=1)
+    assert torch.equal(out_of(strategy.select(3).indices), out)
+    assert strategy.estimated_share == pytest.approx(below_chance / 240)
+
+
+@pytest.mark.parametrize("drop", [0.0, 0.3, "auto"])
+def test_under_label_noise_the_dropped_share_is_mostly_the_mislabelled_examples(drop: float | str) -> None:
     from coreselect.data import InMemoryDataset
     from coreselect.data.corruption import add_label_noise
 
@@ -191,3 +222,14 @@ def test_under_label_noise_the_dropped_share_is_mostly_the_mislabelled_examples(
     # removes most of them (a random 30 % would leave the share at 0.3); without it InfoBatch keeps all of them
     # (above the mean) and prunes clean ones
     assert share < 0.2 if drop else share > float(flipped.float().mean())
+    if drop == "auto":  # about the noise's share (0.3): after a set's worth of steps a few clean ones still lag
+        assert 0.25 <= trainer.strategy.estimated_share <= 0.4  # type: ignore[attr-defined]
+
+
+def test_auto_drop_share_on_clean_labels_is_small() -> None:
+    torch.manual_seed(0)
+    config = TrainConfig(epochs=8, budget=0.5, batch_size=16, lr=0.05, eval_points=2)
+    trainer = Trainer(create_model("cnn", (1, 8, 8), 4), create_strategy("infobatch", drop_hardest="auto"),
+                      _data(0), _data(1), config, progress_bar=False)
+    trainer.fit()
+    assert trainer.strategy.estimated_share is not None and trainer.strategy.estimated_share < 0.05  # type: ignore[attr-defined]
