@@ -108,21 +108,20 @@ class InfoBatch(EpochStrategy):
                                     "ctx.signals.record(...) after each step in your own loop (the Trainer does)")
         return torch.where(signals.seen(), signals.loss, torch.full_like(signals.loss, self.params.initial_score))
 
-    def drop_share(self, scores: Tensor) -> float:
-        """β of this pass: ``drop_hardest``, or under ``"auto"`` the share estimated once (0 until then)."""
+    def drop_share(self, scored: Tensor) -> float:
+        """β of this pass: ``drop_hardest``, or under ``"auto"`` the share estimated once from the scored
+        examples' scores ``scored`` (0 until then)."""
         if self.params.drop_hardest != "auto":
             return self.params.drop_hardest
-        train = self.context.train
-        if self.estimated_share is None and self.trained > len(train):
-            self.estimated_share = below_chance_share(scores[self.context.training_signals.seen()],
-                                                      train.num_classes)
+        if self.estimated_share is None and self.trained > len(self.context.train):
+            self.estimated_share = below_chance_share(scored, self.context.train.num_classes)
         return self.estimated_share or 0.0
 
     def pool(self, scores: Tensor) -> Tensor:
         """The indices a pass draws from: all but the share β (:meth:`drop_share`) of the scored examples with
         the highest scores (never so many that a budgeted pass would lack examples)."""
         n, seen = len(scores), self.context.training_signals.seen()
-        count = int(self.drop_share(scores) * int(seen.sum()))
+        count = int(self.drop_share(scores[seen]) * int(seen.sum()))
         if self.params.budgeted:
             count = min(count, n - self.context.budget.epoch_examples)
         if count <= 0:
