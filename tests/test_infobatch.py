@@ -227,9 +227,6 @@ def test_under_label_noise_the_dropped_share_is_mostly_the_mislabelled_examples(
 
 
 def test_auto_drop_share_on_clean_labels_is_small() -> None:
-    torch.manual_seed(0)
-    config = TrainConfig(epochs=8, budget=0.5, batch_size=16, lr=0.05, eval_points=2)
-    trainer = Trainer(create_model("cnn", (1, 8, 8), 4), create_strategy("infobatch", drop_hardest="auto"),
-                      _data(0), _data(1), config, progress_bar=False)
+    trainer = _trainer({"drop_hardest": "auto"})
     trainer.fit()
     assert trainer.strategy.estimated_share is not None and trainer.strategy.estimated_share < 0.05  # type: ignore[attr-defined]
