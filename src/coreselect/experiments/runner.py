@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,16 @@ from coreselect.experiments.config import RunConfig
 from coreselect.experiments.store import ResultStore, StoredRun
 from coreselect.models.zoo import check_model_fits, create_model
 from coreselect.seeding import derive_seed
-from coreselect.strategies.protocol import SelectionRound
 from coreselect.strategies.proxy import ProxyRequest
 from coreselect.strategies.registry import STRATEGIES, create_strategy, strategy_spec, validate_params
 from coreselect.train.callbacks import Callback
 from coreselect.train.checkpoint import remove_checkpoint
+from coreselect.train.collapse import COLLAPSE
 from coreselect.train.forgetting import ForgettingEvents
 from coreselect.train.gradient_error import GradientError
 from coreselect.train.noisy_share import NoisyShare
 from coreselect.train.proxies import provide_proxy, proxy_folder, resolved
-from coreselect.train.trainer import Trainer
+from coreselect.train.trainer import Trainer, TrainResult
 from coreselect.train.trajectory import TrajectoryStore
 
 
@@ -66,13 +67,14 @@ def proxy_cache(store: ResultStore, config: RunConfig, request: ProxyRequest) ->
                         request)
 
 
-def run_records(store: ResultStore, config: RunConfig, splits: DataSplits, selections: Sequence[SelectionRound],
+def run_records(store: ResultStore, config: RunConfig, splits: DataSplits, result: TrainResult,
                 request: ProxyRequest | None) -> dict[str, dict[str, Any]]:
     """What the report draws of a run besides its numbers, so that it reads the store alone: the class counts of
     the training set and of everything selected (``class_counts``) and, for a strategy that scores by
-    validation-loss trajectories, the examples its proxy's trajectories align most and least (``alignment``)."""
+    validation-loss trajectories, the examples its proxy's trajectories align most and least (``alignment``);
+    for a run whose test accuracy fell back to chance after it had learned, where (``collapse``)."""
     targets, classes = splits.train.targets.cpu(), splits.train.num_classes
-    chosen = torch.cat([s.indices.cpu() for s in selections]) if selections else None
+    chosen = torch.cat([s.indices.cpu() for s in result.selections]) if result.selections else None
     records: dict[str, dict[str, Any]] = {"class_counts": {
         "training": torch.bincount(targets, minlength=classes).tolist(),
         "selected": None if chosen is None else torch.bincount(targets[chosen], minlength=classes).tolist()}}
@@ -83,6 +85,8 @@ def run_records(store: ResultStore, config: RunConfig, splits: DataSplits, selec
         records[ALIGNMENT] = alignment_record(
             torch.from_numpy(trajectories.train), torch.from_numpy(trajectories.val), splits.train, splits.val,
             differences=bool(config.params.get("differences", True)), seed=config.seed)
+    if result.collapse is not None:
+        records[COLLAPSE] = asdict(result.collapse)
     return records
 
 
@@ -160,7 +164,7 @@ def run_experiment(
         scores = {k: v for cb in all_callbacks if isinstance(cb, ForgettingEvents)
                   for k, v in cb.example_scores().items()}
         store.finish(config, result, noise_mask=splits.train.noise_mask.cpu(), example_scores=scores,
-                     records=run_records(store, config, splits, result.selections, request))
+                     records=run_records(store, config, splits, result, request))
         remove_checkpoint(path)
     group.barrier()  # the run is in the store for every rank
     stored = store.get(config.run_id)

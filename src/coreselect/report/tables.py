@@ -32,6 +32,7 @@ from coreselect.report.frontier import (
     setting_id,
 )
 from coreselect.strategies.registry import STRATEGIES
+from coreselect.train.collapse import COLLAPSE
 from coreselect.train.forgetting import FORGETTING
 from coreselect.train.gradient_error import ABSOLUTE, RELATIVE
 from coreselect.train.noisy_share import NOISY_TRAINED
@@ -62,7 +63,7 @@ class MethodSummary:
     proxy_s: float = 0.0  # seconds of the proxy runs it scored with, mean over seeds
     forwarded: float | None = None  # examples forwarded for selection, mean over seeds
     forward_floor_s: float | None = None  # forwarded × the run's measured forward seconds per example, mean
-
+    collapsed: int = 0  # seeds whose test accuracy fell back to chance after learning (in the mean all the same)
 
 
 def _std(values: list[float]) -> float:
@@ -71,15 +72,17 @@ def _std(values: list[float]) -> float:
 
 def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = None,
               noisy_shares: dict[str, float] | None = None,
-              proxy_seconds: dict[str, float] | None = None) -> list[MethodSummary]:
+              proxy_seconds: dict[str, float] | None = None,
+              collapsed: set[str] | None = None) -> list[MethodSummary]:
     """One row per (setting, method, budget) over the finished runs, references first.
 
     ``gradient_errors`` maps run ids to their mean relative gradient error (see :func:`gradient_errors`),
     ``noisy_shares`` to the mean share of corrupted labels in their selections (:func:`noisy_shares`),
     ``proxy_seconds`` to the seconds of the proxy runs they scored with (:func:`proxy_seconds`), which count
-    in their cost and speed-up.
+    in their cost and speed-up; ``collapsed`` holds the ids of runs that collapsed (:func:`collapsed_runs`).
     """
     gradient_errors, noisy_shares, proxy_seconds = gradient_errors or {}, noisy_shares or {}, proxy_seconds or {}
+    collapsed = collapsed or set()
     groups: dict[str, dict[tuple[str, float], list[StoredRun]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         if run.status == "done" and run.test_accuracy is not None:
@@ -121,15 +124,27 @@ def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = 
                 proxy_s=statistics.fmean(proxy_seconds.get(r.run_id, 0.0) for r in rs),
                 forwarded=statistics.fmean(r.selection_forward_examples or 0 for r in rs),
                 forward_floor_s=None if None in floors else statistics.fmean(f or 0.0 for f in floors),
+                collapsed=sum(r.run_id in collapsed for r in rs),
             ))
     return rows
 
 
 def summarise_store(store: ResultStore, runs: list[StoredRun] | None = None) -> list[MethodSummary]:
     """:func:`summarise` of ``runs`` (default: every finished run of ``store``) with their gradient errors, noisy
-    shares and proxy seconds from the store."""
+    shares, proxy seconds and collapses from the store."""
     runs = store.runs(status="done") if runs is None else runs
-    return summarise(runs, gradient_errors(store, runs), noisy_shares(store, runs), proxy_seconds(store, runs))
+    return summarise(runs, gradient_errors(store, runs), noisy_shares(store, runs), proxy_seconds(store, runs),
+                     collapsed_runs(store, runs))
+
+
+def accuracy_cell(row: MethodSummary) -> str:
+    """Mean ± std of the test accuracy in percent, with the number of collapsed seeds when there are any."""
+    cell = f"{100 * row.accuracy_mean:.2f} ± {100 * row.accuracy_std:.2f}"
+    return cell + (f" ({row.collapsed} collapsed)" if row.collapsed else "")
+
+
+COLLAPSED_NOTE = ("collapsed: seeds whose test accuracy fell back to chance after the run had learned, with a finite "
+                  "loss (a diverged run, counted in the mean; train.clip_norm keeps it from happening)")
 
 
 def format_table(rows: list[MethodSummary], tablefmt: str = "github") -> str:
@@ -150,7 +165,7 @@ def format_table(rows: list[MethodSummary], tablefmt: str = "github") -> str:
             rel = f"{round(r.relative_error_mean, 2) + 0.0:.2f} ± {r.relative_error_std:.2f}"
         table.append([
             *_setting_cells(r.setting, with_imbalance), r.method, f"{r.budget:g}",
-            r.seeds, f"{100 * r.accuracy_mean:.2f} ± {100 * r.accuracy_std:.2f}", rel, f"{r.time_s:.1f}",
+            r.seeds, accuracy_cell(r), rel, f"{r.time_s:.1f}",
             f"{100 * r.selection_share:.1f}%", "—" if r.speedup is None else f"{r.speedup:.2f}×",
         ])
         if with_gradient_error:
@@ -194,7 +209,7 @@ def answer_tables(rows: list[MethodSummary], tablefmt: str = "github") -> list[A
             name = _html_method(r.method, r.family) if html else r.method
             table.append([
                 name, *([] if html else [r.family]), f"{r.budget:g}", str(r.seeds),
-                f"{100 * r.accuracy_mean:.2f} ± {100 * r.accuracy_std:.2f}", f"{r.time_s:.1f}", gain, saved,
+                accuracy_cell(r), f"{r.time_s:.1f}", gain, saved,
                 _steps_cell(r, random_rows.get(r.budget)), f"{100 * r.selection_share:.1f}%",
                 _floor_cell(r), "—" if r.speedup is None else f"{r.speedup:.2f}×"])
         headers, table, constant = _move_constant_columns(headers, table, keep={"method", "test acc (%)", "seconds"})
@@ -212,6 +227,8 @@ def answer_tables(rows: list[MethodSummary], tablefmt: str = "github") -> list[A
         caption.append("steps ⚠: more than 5 % off random's at the same budget (random's truncated last batch of "
                        "each epoch aside); selection ÷ floor: selection (proxy runs apart) "
                        "seconds over the seconds of the no-grad forwards the method asked for")
+        if any(r.collapsed for r in members):
+            caption.append(COLLAPSED_NOTE)
         caption += constant
         out.append(AnswerTable(members[0].setting, "; ".join(caption) + ".",
                                tabulate(table, headers=headers, tablefmt="unsafehtml" if html else tablefmt,
@@ -315,6 +332,12 @@ def proxy_seconds(store: ResultStore, runs: list[StoredRun]) -> dict[str, float]
         if history and "proxy_s" in history[-1].extras:
             out[run.run_id] = float(history[-1].extras["proxy_s"])
     return out
+
+
+def collapsed_runs(store: ResultStore, runs: list[StoredRun]) -> set[str]:
+    """The ids of the runs whose test accuracy fell back to chance after they had learned
+    (:mod:`coreselect.train.collapse`)."""
+    return {run.run_id for run in runs if store.record(run.run_id, COLLAPSE) is not None}
 
 
 def noisy_shares(store: ResultStore, runs: list[StoredRun]) -> dict[str, float]:

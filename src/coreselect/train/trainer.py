@@ -45,6 +45,7 @@ from coreselect.strategies.protocol import (
 from coreselect.train.augment import Augmentation, augmentation
 from coreselect.train.callbacks import Callback
 from coreselect.train.checkpoint import load_checkpoint, save_checkpoint
+from coreselect.train.collapse import Collapse, chance_accuracy, find_collapse
 from coreselect.train.config import TrainConfig
 from coreselect.train.evaluation import evaluate
 from coreselect.train.forward_cost import forward_seconds_per_example
@@ -79,6 +80,7 @@ class TrainResult:
     selections: list[SelectionRound]
     resumed_from_step: int | None = None
     forward_s_per_example: float | None = None  # the cost floor of selection (one no-grad forward per example)
+    collapse: Collapse | None = None  # where test accuracy fell back to chance after learning (finite loss)
 
 
 @dataclass
@@ -127,6 +129,7 @@ class Trainer:
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
         self.config = config
         self.train_data, self.test_data = train.to(self.device), test.to(self.device)
+        self.chance = chance_accuracy(test.targets)  # what predicting the most common test label scores
         self.budget = Budget(config.budget, config.epochs, len(train), config.batch_size)
         if self.budget.total_examples < config.batch_size:
             LOG.warning("budget %g of %d epochs is %d back-propagated example(s), under one batch of %d: the run "
@@ -324,11 +327,20 @@ class Trainer:
             record.extras.update(self.strategy.metrics())
         s.history.append(record)
         s.loss_sum, s.loss_count = 0.0, 0
+        self._warn_on_collapse()
         for cb in self.callbacks:
             with s.timings.section("evaluation", self.device):  # diagnostics are not the method's cost
                 cb.on_evaluation(self, record)
         if self.checkpoint_path is not None and self.world.is_main:  # one job, one checkpoint
             save_checkpoint(self.checkpoint_path, self._checkpoint_state())
+
+    def _warn_on_collapse(self) -> None:
+        """Warn once, at the evaluation where test accuracy is first back at chance after the run had learned."""
+        collapse = find_collapse(self.state.history, self.chance)
+        if collapse is not None and collapse.step == self.state.step and self.world.is_main:
+            LOG.warning("%s%s with a finite loss: the run diverged (see coreselect.train.collapse); set "
+                        "train.clip_norm (e.g. 5) or lower --lr", f"{self.description}: " if self.description else "",
+                        collapse.describe())
 
     def fit(self) -> TrainResult:
         """Train until the budget is spent, resuming from the checkpoint if one exists."""
@@ -381,6 +393,7 @@ class Trainer:
             selections=list(self.context.log.rounds),
             resumed_from_step=resumed_from,
             forward_s_per_example=s.forward_s_per_example,
+            collapse=find_collapse(s.history, self.chance),
         )
         for cb in self.callbacks:
             cb.on_train_end(self, result)
