@@ -79,6 +79,8 @@ def goals(rows: list[MethodSummary]) -> list[str]:
                 ratio = (row.selection_s - row.proxy_s) / row.forward_floor_s
                 verdict = "met" if ratio <= FLOOR_RATIO else "not met"
                 out.append(f"floor: {row.method} b={row.budget:g} selection {ratio:.2f}× its forwards ({verdict})")
+        out += [f"collapsed: {row.method} b={row.budget:g}, {row.collapsed} of {row.seeds} seeds fell back to chance "
+                "after learning (in its mean all the same)" for row in members if row.collapsed]
     return out
 
 

@@ -1,6 +1,7 @@
 """Training layer: the budgeted trainer, schedules, evaluation, timing, callbacks and checkpoints."""
 
 from coreselect.train.callbacks import Callback
+from coreselect.train.collapse import Collapse, find_collapse
 from coreselect.train.config import TrainConfig
 from coreselect.train.evaluation import Evaluation, evaluate
 from coreselect.train.forgetting import FORGETTING, ForgettingCounter, ForgettingEvents
@@ -15,6 +16,7 @@ __all__ = [
     "FORGETTING",
     "AreaUnderMargin",
     "Callback",
+    "Collapse",
     "EvalRecord",
     "Evaluation",
     "ForgettingCounter",
@@ -26,6 +28,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "evaluate",
+    "find_collapse",
     "lr_factor",
     "make_optimizer",
     "mean_gradient",
