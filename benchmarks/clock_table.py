@@ -12,6 +12,7 @@ import argparse
 import json
 from collections import defaultdict
 
+from clock_goals import strategy_of
 from coreselect.experiments.config import setting_label
 from coreselect.experiments.store import ResultStore
 from coreselect.report.frontier import FRONTIER_METHODS, Frontier, frontiers, setting_id
@@ -21,7 +22,7 @@ from coreselect.report.tables import REFERENCE, MethodSummary, accuracy_cell, su
 def cell(row: MethodSummary, frontier: Frontier | None) -> str:
     """One setting's cell of a method: what the README's `clock` tables show."""
     parts = [accuracy_cell(row), f"{row.time_s:.1f} s"]
-    selects = row.method.split("(")[0] not in FRONTIER_METHODS
+    selects = strategy_of(row) not in FRONTIER_METHODS
     if row.method in FRONTIER_METHODS:
         parts.append("frontier")
     elif frontier is not None:
@@ -29,7 +30,7 @@ def cell(row: MethodSummary, frontier: Frontier | None) -> str:
         parts.append(verdict.note.split(";")[0] if verdict.gain is None else
                      f"{100 * verdict.gain:+.2f}".replace("-", "−"))
     extras = [f"{100 * row.selection_share:.1f} % selecting"] if selects else []
-    if row.noisy_share is not None and row.method != REFERENCE and row.method != "random":
+    if row.noisy_share is not None and row.method not in FRONTIER_METHODS:
         extras.append(f"{100 * row.noisy_share:.1f} % noisy picked")
     return " · ".join(parts) + (", " + ", ".join(extras) if extras else "")
 
