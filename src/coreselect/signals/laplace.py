@@ -34,13 +34,13 @@ class KfacFactors:
     def update(self, features: Tensor, logit_grads: Tensor) -> None:
         """One batch: H (b, d) penultimate features and E (b, C) logit gradients of the trained examples."""
         features, logit_grads = features.detach().double(), logit_grads.detach().double()
-        a_new = features.T @ features / len(features)
-        g_new = logit_grads.T @ logit_grads / len(logit_grads)
         if self.a is None or self.g is None:
-            self.a, self.g = a_new, g_new
-        else:
-            self.a.mul_(self.momentum).add_(a_new, alpha=1 - self.momentum)
-            self.g.mul_(self.momentum).add_(g_new, alpha=1 - self.momentum)
+            self.a = features.T @ features / len(features)
+            self.g = logit_grads.T @ logit_grads / len(logit_grads)
+        else:  # in place: ρ·A + (1 − ρ)·HᵀH/|b|
+            self.a.mul_(self.momentum).addmm_(features.T, features, alpha=(1 - self.momentum) / len(features))
+            self.g.mul_(self.momentum).addmm_(logit_grads.T, logit_grads,
+                                              alpha=(1 - self.momentum) / len(logit_grads))
         self.count += 1
 
     def state_dict(self) -> dict:
@@ -54,16 +54,16 @@ def logit_variance_and_factor(features: Tensor, factors: KfacFactors, effective_
                               prior_precision: float) -> tuple[Tensor, Tensor]:
     """(hᵀV⁻¹h for each row of ``features``, L_U^{−T}) of the function-space posterior."""
     assert factors.a is not None and factors.g is not None
-    d, c = factors.a.shape[0], factors.g.shape[0]
     root_n, root_tau = math.sqrt(effective_data), math.sqrt(prior_precision)
-    v = root_n * factors.a + root_tau * torch.eye(d, dtype=torch.float64, device=factors.a.device)
-    u = root_n * factors.g + root_tau * torch.eye(c, dtype=torch.float64, device=factors.g.device)
+    v, u = root_n * factors.a, root_n * factors.g
+    v.diagonal().add_(root_tau)
+    u.diagonal().add_(root_tau)
     l_v = torch.linalg.cholesky(v)
     z = torch.linalg.solve_triangular(l_v, features.double().T.to(l_v.device), upper=False)  # L_V⁻¹ hᵀ
-    variance = z.pow(2).sum(0)
+    variance = z.square_().sum(0)
     l_u = torch.linalg.cholesky(u)
-    inv_l_u = torch.linalg.solve_triangular(l_u, torch.eye(c, dtype=torch.float64, device=u.device), upper=False)
-    return variance, inv_l_u.T  # L_U^{-T}
+    eye = torch.eye(u.shape[0], dtype=torch.float64, device=u.device)
+    return variance, torch.linalg.solve_triangular(l_u, eye, upper=False).T  # L_U^{-T}
 
 
 def sample_logits(logits: Tensor, variance: Tensor, inv_chol_t: Tensor, samples: int,
@@ -93,17 +93,19 @@ def bayesian_score_closed_form(logits: Tensor, variance: Tensor, inv_chol_t: Ten
                                targets: Tensor, alpha: float) -> Tensor:
     """The score a(x, y) without samples: both expectations over the posterior to second order in the logit
     noise (module docstring); ``variance`` = hᵀV⁻¹h per row, ``inv_chol_t`` = L_U^{−T} (Σ = L_U^{−T}L_U^{−1})."""
-    mu = logits.double()
     y = targets.view(-1, 1)
-    inv = inv_chol_t.double().to(mu.device)
+    inv = inv_chol_t.double().to(logits.device)
     sigma = inv @ inv.T
-    v = variance.double().to(mu.device)
-    p = torch.softmax(mu, dim=1)
-    log_p = torch.log_softmax(mu, dim=1).gather(1, y).squeeze(1)
-    curvature = (p * sigma.diagonal()[None]).sum(1) - torch.einsum("nk,kl,nl->n", p, sigma, p)  # tr((diag p − ppᵀ)Σ)
-    r = torch.nn.functional.one_hot(targets, mu.shape[1]).double() - p  # e_y − p
-    spread = torch.einsum("nk,kl,nl->n", r, sigma, r)  # (e_y − p)ᵀΣ(e_y − p)
-    expected_log_p = log_p - 0.5 * v * curvature
-    log_expected_p = log_p + torch.log1p((0.5 * v * (spread - curvature)).clamp_min(-0.99))
+    diagonal = sigma.diagonal()
+    log_probs = torch.log_softmax(logits.double(), dim=1)
+    p = log_probs.exp()
+    log_p = log_probs.gather(1, y).squeeze(1)
+    p_sigma = p @ sigma
+    p_sigma_p = (p_sigma * p).sum(1)
+    curvature = p @ diagonal - p_sigma_p  # tr((diag p − ppᵀ)Σ)
+    spread = diagonal[targets] - 2 * p_sigma.gather(1, y).squeeze(1) + p_sigma_p  # (e_y − p)ᵀΣ(e_y − p)
+    half_v = 0.5 * variance.double().to(logits.device)
+    expected_log_p = log_p - half_v * curvature
+    log_expected_p = log_p + torch.log1p((half_v * (spread - curvature)).clamp_min(-0.99))
     log_p_val = torch.log_softmax(validation_logits.double(), dim=1).gather(1, y).squeeze(1)
     return (alpha * expected_log_p + (1 - alpha) * log_p_val - log_expected_p).float()
