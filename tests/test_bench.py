@@ -18,7 +18,7 @@ import pytest
 
 from coreselect.errors import InvalidInputError, UnknownNameError
 from coreselect.experiments import ResultStore, RunConfig
-from coreselect.experiments.grid import expand, load_bench_file, load_preset, preset_names, run_grid
+from coreselect.experiments.grid import expand, load_bench_file, load_preset, narrowed, preset_names, run_grid
 from coreselect.report.page import write_report
 from test_cli import assert_one_line_error, cli
 
@@ -77,6 +77,35 @@ def test_bad_grid_files_get_clear_errors(npz_root: Path, tmp_path: Path) -> None
         load_preset("crest")
     assert_one_line_error(cli("bench", "--preset", "nope"), "unknown preset", "sizes")
     assert_one_line_error(cli("bench"), "--preset NAME or --config FILE")
+
+
+def test_a_benchmark_narrowed_to_some_grids_and_seeds_plans_just_their_runs(npz_root: Path, tmp_path: Path) -> None:
+    second_grid = f"""
+[[grids]]
+datasets = ["npz"]
+data_root = "{npz_root}"
+models = ["mlp"]
+strategies = ["uniform"]
+label_noise = [0.2]
+budgets = [0.3]
+seeds = [0, 1]
+frontier = true
+train = {{ epochs = 3, batch_size = 32, eval_points = 3 }}
+"""
+    grid = _grid_file(tmp_path / "two.toml", npz_root, strategies='["random"]', extra=second_grid)
+    spec = load_bench_file(grid)
+    first = expand(spec.model_copy(update={"grids": spec.grids[:1]}))
+    second = expand(spec.model_copy(update={"grids": spec.grids[1:]}))
+    assert {r.config.run_id for r in expand(narrowed(spec, grids=[2]))} == {r.config.run_id for r in second}
+    assert {r.config.run_id for r in expand(narrowed(spec, grids=[2, 1]))} == {r.config.run_id for r in expand(spec)}
+    assert {r.config.seed for r in expand(narrowed(spec, grids=[2], seeds=[5]))} == {5}
+    assert {r.config.strategy for r in second} == {"uniform", "random", "full"}  # its own frontier comes along
+    assert not {r.config.run_id for r in first} & {r.config.run_id for r in second}
+    with pytest.raises(InvalidInputError, match=r"grid 3 is not in this benchmark.*from 1 to 2"):
+        narrowed(spec, grids=[1, 3])
+    listed = cli("bench", "--config", str(grid), "--store", str(tmp_path / "runs.db"), "--grid", "2", "--dry-run")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("to do") == len(second)
 
 
 def test_presets_are_valid_and_demo_runs_every_strategy() -> None:

@@ -193,6 +193,8 @@ def bench(
     store: Annotated[Path | None, typer.Option(help=f"{STORE_HELP} (default: the benchmark's own)")] = None,
     jobs: Annotated[int, typer.Option(help="runs in parallel processes (the CPU threads are shared out)")] = 1,
     seeds: Annotated[list[int] | None, typer.Option("--seed", help="run only these seeds (repeatable)")] = None,
+    grids: Annotated[list[int] | None, typer.Option("--grid", help="run only these grids of the benchmark, numbered "
+                                                    "from 1 as declared (repeatable)")] = None,
     out: Annotated[Path | None, typer.Option(help="report folder (default: next to the store)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
     dry_run: Annotated[bool, typer.Option(help="list the runs and whether they are done, run nothing")] = False,
@@ -201,15 +203,14 @@ def bench(
     from tqdm import tqdm
 
     from coreselect.experiments import ResultStore
-    from coreselect.experiments.grid import RunOutcome, expand, load_bench_file, load_preset, run_grid
+    from coreselect.experiments.grid import RunOutcome, expand, load_bench_file, load_preset, narrowed, run_grid
     from coreselect.report.page import write_report
     from coreselect.report.tables import answers, summarise_store
 
     if (preset is None) == (config is None):
         raise InvalidInputError("name a benchmark: --preset NAME or --config FILE (one of them)")
     spec = load_preset(preset) if preset is not None else load_bench_file(config)  # type: ignore[arg-type]
-    if seeds:
-        spec = spec.model_copy(update={"grids": [g.model_copy(update={"seeds": seeds}) for g in spec.grids]})
+    spec = narrowed(spec, grids=grids, seeds=seeds)
     results = ResultStore(store or Path(spec.store or "runs/bench.db"))
     planned = expand(spec)
     if dry_run:

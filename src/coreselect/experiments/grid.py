@@ -146,6 +146,21 @@ def _spec(values: dict[str, Any], where: str) -> BenchSpec:
     return validated(BenchSpec, values, f"benchmark {where}")
 
 
+def narrowed(spec: BenchSpec, *, grids: list[int] | None = None, seeds: list[int] | None = None) -> BenchSpec:
+    """``spec`` with only its grids numbered ``grids`` (from 1, in the order declared; each with its own frontier)
+    and with ``seeds`` in place of every grid's seeds; ``None`` or empty keeps them all."""
+    chosen = spec.grids
+    if grids:
+        outside = sorted({g for g in grids if not 1 <= g <= len(spec.grids)})
+        if outside:
+            raise InvalidInputError(f"grid {outside[0]} is not in this benchmark: it declares {len(spec.grids)} "
+                                    f"grid(s); give numbers from 1 to {len(spec.grids)}")
+        chosen = [spec.grids[g - 1] for g in sorted(set(grids))]
+    if seeds:
+        chosen = [g.model_copy(update={"seeds": seeds}) for g in chosen]
+    return spec.model_copy(update={"grids": chosen})
+
+
 def expand(spec: BenchSpec) -> list[PlannedRun]:
     """Every run of ``spec``, each once (full-data strategies once per setting whatever the budgets),
     ordered by setting, then seed, so that an interrupted benchmark leaves whole comparisons behind."""
