@@ -160,17 +160,23 @@ def test_head_only_draws_equal_whole_perturbed_forwards_at_the_cost_of_one() -> 
     strategy.setup(ctx)
     assert strategy._head_only()
     state = strategy.generator.get_state()
-    subset = torch.arange(0, 200, 3)
-    cheap = strategy.smoothed_proxies(subset)
-    assert ctx.log.forward_examples == len(subset)  # one forward of the body, not three
+    # several subsets (overlapping, as independent draws may), all forwarded at once
+    subsets = [torch.arange(0, 200, 3), torch.arange(1, 200, 3), torch.arange(0, 134, 2)]
+    cheap = strategy._head_draws(subsets)
+    assert ctx.log.forward_examples == sum(len(s) for s in subsets)  # one forward of the body, not three
     generator = torch.Generator()
-    generator.set_state(state)  # the same draws, through whole perturbed forwards
+    generator.set_state(state)  # the same draws, subset by subset, through whole perturbed forwards
     expected = []
-    for _ in range(3):
-        with perturbed(ctx.model, 0.3, target="last", generator=generator), torch.no_grad():
-            expected.append(logit_gradients(ctx.model(data.inputs[subset]), data.targets[subset]))
-    torch.testing.assert_close(cheap, torch.cat(expected, dim=1), rtol=1e-5, atol=1e-6)
+    for subset in subsets:
+        draws = []
+        for _ in range(3):
+            with perturbed(ctx.model, 0.3, target="last", generator=generator), torch.no_grad():
+                draws.append(logit_gradients(ctx.model(data.inputs[subset]), data.targets[subset]))
+        expected.append(torch.cat(draws, dim=1))
+    torch.testing.assert_close(cheap, torch.cat(expected), rtol=1e-5, atol=1e-6)
     assert not torch.allclose(cheap[:, :4], cheap[:, 4:8])  # the draws differ
+    first = len(subsets[0])  # and the subsets' draws differ: the same point in two subsets gets other proxies
+    assert not torch.allclose(cheap[0], cheap[first + len(subsets[1])])
     two_layers = create_strategy("stable", perturb="last", last_layers=2)
     two_layers.setup(ctx)
     assert not two_layers._head_only()  # then the whole forward runs per draw

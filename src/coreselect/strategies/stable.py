@@ -55,7 +55,8 @@ class Stable(PeriodicSelection):
         m = ctx.batch_size
         subsets = stratified_subsets(class_members(torch.arange(len(ctx.train)), ctx.train.targets),
                                      p.subset_size(len(ctx.train), m), max(1, -(-k // m)), self.generator)
-        proxies = torch.cat([self.smoothed_proxies(subset) for subset in subsets])
+        proxies = (self._head_draws(subsets) if self._head_only()
+                   else torch.cat([self.smoothed_proxies(subset) for subset in subsets]))
         targets = torch.cat([ctx.train.targets[s.to(ctx.train.device)].cpu() for s in subsets])
         indices, weights = minibatch_coresets(proxies, subsets, targets, m)
         return Selection(indices, weights)
@@ -64,9 +65,9 @@ class Stable(PeriodicSelection):
         """[|subset|, M·C]: the subset's logit gradients under M posterior draws (one draw per forward of
         the whole subset), concatenated; eval mode, no gradients."""
         p, ctx = self.params, self.context
-        x, y = ctx.train[subset.to(ctx.train.device)]
         if self._head_only():
-            return self._head_draws(x, y)
+            return self._head_draws([subset])
+        x, y = ctx.train[subset.to(ctx.train.device)]
         samples = []
         for _ in range(p.samples):  # the draw is shared by every chunk of the subset's forward
             with perturbed(ctx.model, p.sigma, target=p.perturb, last_layers=p.last_layers, generator=self.generator):
@@ -83,17 +84,26 @@ class Stable(PeriodicSelection):
         own = {id(q) for q in head.parameters(recurse=False)}
         return {id(q) for q in perturbed_parameters(model, "last", 1)} == own
 
-    def _head_draws(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """:meth:`smoothed_proxies` for head-only draws: one forward of the body, M perturbed heads."""
+    def _head_draws(self, subsets: list[torch.Tensor]) -> torch.Tensor:
+        """:meth:`smoothed_proxies` of ``subsets``, concatenated, for head-only draws: one forward of the body over
+        all of them, then M perturbed heads per subset (drawn subset by subset, weight then bias, as
+        :func:`~coreselect.models.perturbed` draws them)."""
         p, ctx = self.params, self.context
         head = last_linear(ctx.model)
-        features = forward_in_batches(ctx.model, x, with_features=True).features
+        points = torch.cat(subsets)
+        features = forward_in_batches(ctx.model, ctx.train, indices=points, with_features=True).features
         assert features is not None
-        ctx.log.count_forward(len(x))
-        samples = []
+        ctx.log.count_forward(len(points))
+        targets = ctx.train.targets[points.to(ctx.train.targets.device)].to(features.device)
+        proxies, start = [], 0
         with torch.no_grad():
-            for _ in range(p.samples):  # noise drawn as `perturbed` draws it: weight, then bias
-                weight = head.weight + posterior_noise(head.weight, p.sigma, self.generator)
-                bias = None if head.bias is None else head.bias + posterior_noise(head.bias, p.sigma, self.generator)
-                samples.append(logit_gradients(F.linear(features, weight, bias), y).cpu())
-        return torch.cat(samples, dim=1)
+            for subset in subsets:
+                rows, samples = slice(start, start + len(subset)), []
+                for _ in range(p.samples):
+                    weight = head.weight + posterior_noise(head.weight, p.sigma, self.generator)
+                    bias = None if head.bias is None else head.bias + posterior_noise(head.bias, p.sigma,
+                                                                                      self.generator)
+                    samples.append(logit_gradients(F.linear(features[rows], weight, bias), targets[rows]))
+                proxies.append(torch.cat(samples, dim=1))
+                start += len(subset)
+        return torch.cat(proxies).cpu()
