@@ -35,6 +35,24 @@ def cell(row: MethodSummary, frontier: Frontier | None) -> str:
     return " · ".join(parts) + (", " + ", ".join(extras) if extras else "")
 
 
+SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹"
+LONG_PARAMS = 50  # characters of settings above which a method's settings go to a footnote
+
+
+def label(method: str, footnotes: list[str]) -> str:
+    """A method's name with its settings in code spans (``infobatch (`budgeted=True`)``); settings longer than
+    ``LONG_PARAMS`` characters become a numbered footnote, appended to ``footnotes``."""
+    name, _, params = method.partition("(")
+    settings = [f"`{p}`" for p in params.rstrip(")").split(",") if p]
+    if not settings:
+        return name
+    if len(params) <= LONG_PARAMS:
+        return f"{name} ({', '.join(settings)})"
+    if ", ".join(settings) not in footnotes:
+        footnotes.append(", ".join(settings))
+    return f"{name}{SUPERSCRIPTS[footnotes.index(', '.join(settings)) % len(SUPERSCRIPTS)]}"
+
+
 def tables(rows: list[MethodSummary]) -> str:
     lines_of = frontiers(rows)
     grids: dict[str, dict[tuple[str, float], dict[float, MethodSummary]]] = defaultdict(lambda: defaultdict(dict))
@@ -52,12 +70,14 @@ def tables(rows: list[MethodSummary]) -> str:
                    + " |")
         out.append("|---|---|" + "---|" * len(levels))
         order = sorted(methods, key=lambda k: (k[0] not in FRONTIER_METHODS, k[0] == REFERENCE, k[0], k[1]))
+        footnotes: list[str] = []
         for method, budget in order:
             cells = []
             for noise in levels:
                 row = methods[(method, budget)].get(noise)
                 cells.append("—" if row is None else cell(row, lines_of.get(setting_id(row.setting))))
-            out.append(f"| {method} | {budget:g} | " + " | ".join(cells) + " |")
+            out.append(f"| {label(method, footnotes)} | {budget:g} | " + " | ".join(cells) + " |")
+        out += ["", *(f"{SUPERSCRIPTS[i]} {note}" for i, note in enumerate(footnotes))]
         out.append("")
     return "\n".join(out)
 
