@@ -53,20 +53,19 @@ def overhead(row: MethodSummary, members: list[MethodSummary]) -> str:
     the seconds, relative error at most ``RELATIVE_ERROR_SLACK`` points above the official form's)."""
     official = next((r for r in members if r.method == strategy_of(row) and r.budget == row.budget), None)
     misses = [] if row.selection_share <= SELECTION_SHARE else ["selects too much"]
+    against = ""
     if official is None or official.relative_error_mean is None or row.relative_error_mean is None:
-        against = "official form not in the store: relative error unchecked"
+        misses.append("relative error unchecked: no official form at this budget")
     else:
         excess = row.relative_error_mean - official.relative_error_mean
-        against = (f"relative error {row.relative_error_mean:.2f} % against the official form's "
+        against = (f", relative error {row.relative_error_mean:.2f} % against the official form's "
                    f"{official.relative_error_mean:.2f} % ({excess:+.2f} points; official selects "
                    f"{100 * official.selection_share:.1f} %)")
-        misses += [f"relative error {excess - RELATIVE_ERROR_SLACK:.2f} points too high"] \
-            if excess > RELATIVE_ERROR_SLACK else []
-    if official is None or official.relative_error_mean is None or row.relative_error_mean is None:
-        misses.append("relative error unchecked")
+        if excess > RELATIVE_ERROR_SLACK:
+            misses.append(f"relative error {excess - RELATIVE_ERROR_SLACK:.2f} points too high")
     verdict = "; ".join(misses) or "met"
     return (f"overhead: {row.method} b={row.budget:g} selects {100 * row.selection_share:.1f} % of its seconds, "
-            f"accuracy {100 * row.accuracy_mean:.2f} %, {against} ({verdict})")
+            f"accuracy {100 * row.accuracy_mean:.2f} %{against} ({verdict})")
 
 
 def online_costs(row: MethodSummary, frontier: Frontier) -> str:
