@@ -63,7 +63,7 @@ bench-online: setup  # the online-selection time-to-target table (about 1 h 30 o
 bench-static: setup  # the static-coreset size sweep and transfer table (about 1 h on 2 cores)
 	$(BIN)/python benchmarks/static_coresets.py
 
-bench-clock: setup  # InfoBatch, CREST, stable and online selection against random's frontier, budgets 0.1-0.5, clean and 30% noise, 3 seeds (about 70 min on 2 cores)
+bench-clock: setup  # InfoBatch, CREST, stable and online selection against random's frontier, budgets 0.1-0.5, clean and 30% noise, 3 seeds (about 65 min on 2 cores)
 	$(BIN)/python benchmarks/clock_goals.py
 
 bench-data: setup  # the DataLoader path against in-memory tensors, and 4 GiB of .npy trained in bounded memory (about 1 h on 2 cores)
