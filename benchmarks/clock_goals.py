@@ -38,9 +38,9 @@ def lossless(full: MethodSummary, methods: list[MethodSummary]) -> list[str]:
         best = next((r for r in ranked if full.accuracy_mean - r.accuracy_mean <= LOSSLESS_POINTS
                      and r.time_s <= LOSSLESS_COST * full.time_s), ranked[0])
         gap, cost = 100 * (full.accuracy_mean - best.accuracy_mean), best.time_s / full.time_s
-        misses = [f"{gap - 100 * LOSSLESS_POINTS:.2f} points too far" if gap > 100 * LOSSLESS_POINTS else "",
-                  f"{cost - LOSSLESS_COST:.3f}× too slow" if cost > LOSSLESS_COST else ""]
-        verdict = "; ".join(m for m in misses if m) or "met"
+        misses = ([f"{gap - 100 * LOSSLESS_POINTS:.2f} points too far"] if gap > 100 * LOSSLESS_POINTS else []) + \
+            ([f"{cost - LOSSLESS_COST:.3f}× too slow"] if cost > LOSSLESS_COST else [])
+        verdict = "; ".join(misses) or "met"
         side = "under" if gap >= 0 else "above"
         out.append(f"lossless, b={budget:g}: best {best.method} {abs(gap):.2f} points {side} full at {cost:.3f}× its "
                    f"{full.time_s:.1f} s ({verdict})")
@@ -68,12 +68,17 @@ def overhead(row: MethodSummary, members: list[MethodSummary]) -> str:
             f"accuracy {100 * row.accuracy_mean:.2f} %{against} ({verdict})")
 
 
+def against_frontier(frontier: Frontier, seconds: float, accuracy: float) -> str:
+    """Points over the frontier at ``seconds`` (or that it ran faster than random's cheapest run)."""
+    gain = frontier.verdict(seconds, accuracy).gain
+    return "faster than random's cheapest run" if gain is None else f"{100 * gain:+.2f} points"
+
+
 def online_costs(row: MethodSummary, frontier: Frontier) -> str:
     """Where an online run's seconds go (holdout model, scoring, training) and where it would sit against the
     frontier were the holdout model free, and were the scoring free too: what limits it."""
     def against(seconds: float) -> str:
-        gain = frontier.verdict(seconds, row.accuracy_mean).gain
-        return "faster than random's cheapest run" if gain is None else f"{100 * gain:+.2f} points"
+        return against_frontier(frontier, seconds, row.accuracy_mean)
 
     training = row.time_s - row.selection_s
     return (f"costs: {row.method} b={row.budget:g} {row.time_s:.1f} s = holdout model {row.proxy_s:.1f} + "
@@ -100,10 +105,9 @@ def goals(rows: list[MethodSummary]) -> list[str]:
             out += lossless(full, methods)
         frontier = lines_of.get(key)
         for row in baselines if frontier is not None else []:
-            gain = frontier.verdict(row.time_s, row.accuracy_mean).gain
-            over = "faster than random's cheapest run" if gain is None else f"{100 * gain:+.2f} points"
             out.append(f"baseline: {row.method} b={row.budget:g} {100 * row.accuracy_mean:.2f} % at "
-                       f"{row.time_s:.1f} s, {over} against the frontier")
+                       f"{row.time_s:.1f} s, {against_frontier(frontier, row.time_s, row.accuracy_mean)} against "
+                       "the frontier")
         margin = MARGIN_NOISY if members[0].setting.get("label_noise", 0.0) > 0 else MARGIN_CLEAN
         for budget in sorted({r.budget for r in methods}):
             for family in ("adaptive", "online"):
