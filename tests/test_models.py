@@ -74,8 +74,9 @@ def test_fast_max_pooling_equals_max_pool2d_with_and_without_autograd(size: tupl
 def test_lenet_computes_what_the_plain_layout_and_pooling_compute() -> None:
     torch.manual_seed(0)
     model = create_model("lenet", (1, 28, 28), 10)
-    plain = create_model("lenet", (1, 28, 28), 10)
-    plain.features[2], plain.features[5] = nn.MaxPool2d(2), nn.MaxPool2d(2)
+    plain = create_model("lenet", (1, 28, 28), 10)  # the textbook order: ReLU, then pooling; contiguous layout
+    plain.features = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                                   nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
     plain.to(memory_format=torch.contiguous_format)
     plain.load_state_dict(model.state_dict())
     assert plain.features[0].weight.is_contiguous() and not model.features[3].weight.is_contiguous()
