@@ -151,7 +151,11 @@ def test_noise_changes_the_selection_and_resumes_exactly() -> None:
     assert_resumes_exact_stream("stable", _context, skip=7, take=9)
 
 
-def test_head_only_draws_equal_whole_perturbed_forwards_at_the_cost_of_one() -> None:
+# several subsets (overlapping, as independent draws may), all forwarded at once: of equal sizes (one batched
+# product of all heads) and not
+@pytest.mark.parametrize("subsets", [[torch.arange(0, 200, 3), torch.arange(1, 200, 3), torch.arange(0, 134, 2)],
+                                     [torch.arange(0, 200, 3), torch.arange(1, 200, 5), torch.arange(0, 134, 2)]])
+def test_head_only_draws_equal_whole_perturbed_forwards_at_the_cost_of_one(subsets: list[torch.Tensor]) -> None:
     g = torch.Generator().manual_seed(11)
     data = InMemoryDataset(torch.randn(200, 1, 28, 28, generator=g), torch.randint(0, 4, (200,), generator=g), 4)
     torch.manual_seed(0)
@@ -160,8 +164,6 @@ def test_head_only_draws_equal_whole_perturbed_forwards_at_the_cost_of_one() -> 
     strategy.setup(ctx)
     assert strategy._head_only()
     state = strategy.generator.get_state()
-    # several subsets (overlapping, as independent draws may), all forwarded at once
-    subsets = [torch.arange(0, 200, 3), torch.arange(1, 200, 3), torch.arange(0, 134, 2)]
     cheap = strategy._head_draws(subsets)
     assert ctx.log.forward_examples == sum(len(s) for s in subsets)  # one forward of the body, not three
     generator = torch.Generator()

@@ -11,13 +11,14 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from coreselect.data import InMemoryDataset, StreamedDataset
+from coreselect.data import DataSplits, InMemoryDataset, StreamedDataset
 from coreselect.errors import InvalidInputError
 from coreselect.experiments import ResultStore, RunConfig, run_experiment
 from coreselect.models import create_model
 from coreselect.strategies import STRATEGIES, Budget, Context, StepOutput, create_strategy
 from coreselect.train import TrainConfig, Trainer
 from coreselect.train.augment import crop_flip
+from coreselect.train.proxies import provide_proxy
 
 
 def _config(name: str, npz_root: Path, workers: int | None, **train: object) -> RunConfig:
@@ -174,9 +175,78 @@ def test_bf16_computes_training_and_selection_forwards_in_bf16_and_evaluates_in_
     assert all(np.isfinite(r.test_loss) for r in result.history)
     evaluations = 2 * -(-len(data) // config.eval_batch_size)  # the last forwards of each evaluation
     assert {d for grad, d in dtypes if grad} == {torch.bfloat16}  # training steps
-    probe = -(-min(1024, len(data)) // config.eval_batch_size) * 4  # the cost-floor probe, before training (fp32)
+    probe = -(-min(1024, len(data)) // config.eval_batch_size) * 4  # the cost-floor probe, before training
+    assert {d for _, d in dtypes[:probe]} == {torch.bfloat16}  # in the precision selection forwards run in
     selection = [d for grad, d in dtypes[probe:] if not grad]
     assert torch.bfloat16 in selection and selection.count(torch.float32) == evaluations
+
+
+def _recorded_dtypes(model: nn.Module) -> list[tuple[bool, torch.dtype]]:
+    """(autograd on, dtype of the last linear layer's output) of each forward of ``model`` from now on."""
+    dtypes: list[tuple[bool, torch.dtype]] = []
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    last.register_forward_hook(lambda _m, _i, out: dtypes.append((torch.is_grad_enabled(), out.dtype)))
+    return dtypes
+
+
+def test_bf16_selection_alone_leaves_training_and_evaluation_in_fp32() -> None:
+    images = _Images(120)
+    data = InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), num_classes=3)
+    model = create_model("mlp", data.input_shape, 3)
+    dtypes = _recorded_dtypes(model)
+    config = TrainConfig(epochs=3, budget=0.3, batch_size=8, eval_points=2, optimizer="adamw", lr=1e-3,
+                         selection_precision="bf16")
+    Trainer(model, create_strategy("train-loss"), data, data, config, progress_bar=False).fit()
+    probe = -(-min(1024, len(data)) // config.eval_batch_size) * 4
+    assert {d for _, d in dtypes[:probe]} == {torch.bfloat16}  # the cost floor of bf16 selection forwards
+    assert {d for grad, d in dtypes if grad} == {torch.float32}  # training steps
+    no_grad = [d for grad, d in dtypes[probe:] if not grad]
+    evaluations = 2 * -(-len(data) // config.eval_batch_size)
+    assert no_grad.count(torch.float32) == evaluations and no_grad.count(torch.bfloat16) == len(no_grad) - evaluations
+    assert "selection_precision" not in RunConfig.create().setting_key  # runs made before it keep their identity
+    assert RunConfig.create(train={"selection_precision": "bf16"}).setting_key != RunConfig.create().setting_key
+
+
+def test_selection_arithmetic_stays_fp32_outside_bf16_forwards(monkeypatch: pytest.MonkeyPatch) -> None:
+    import coreselect.strategies.stable as stable
+
+    seen: list[tuple[bool, torch.dtype]] = []  # (autocast on, dtype of the proxies) at each facility location
+
+    def spy(proxies: Tensor, *args: object, **kwargs: object) -> tuple[Tensor, Tensor]:
+        seen.append((torch.is_autocast_enabled("cpu"), proxies.dtype))
+        return minibatch_coresets(proxies, *args, **kwargs)
+
+    minibatch_coresets = stable.minibatch_coresets
+    monkeypatch.setattr(stable, "minibatch_coresets", spy)
+    images = _Images(160)
+    data = InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), num_classes=3)
+    model = create_model("mlp", data.input_shape, 3)
+    dtypes = _recorded_dtypes(model)
+    config = TrainConfig(epochs=2, budget=0.5, batch_size=8, eval_points=1, selection_precision="bf16")
+    strategy = create_strategy("stable", perturb="all", random_subset_size=0.1)
+    Trainer(model, strategy, data, data, config, progress_bar=False).fit()
+    assert seen and set(seen) == {(False, torch.float32)}
+    probe = -(-min(1024, len(data)) // config.eval_batch_size) * 4
+    assert torch.bfloat16 in {d for grad, d in dtypes[probe:] if not grad}  # the posterior draws' forwards
+
+
+@pytest.mark.parametrize(("selection_precision", "expected"), [(None, torch.float32), ("bf16", torch.bfloat16)])
+def test_a_holdout_model_trains_in_the_precision_of_selection(tmp_path: Path, selection_precision: str | None,
+                                                             expected: torch.dtype) -> None:
+    images = _Images(96)
+    whole = InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), num_classes=3)
+    part = whole.subset(torch.arange(48))
+    splits = DataSplits("images", train=part, test=part, holdout=whole.subset(torch.arange(48, 96)))
+    made: list[list[tuple[bool, torch.dtype]]] = []
+
+    def make_model() -> nn.Module:
+        model = create_model("mlp", whole.input_shape, 3)
+        made.append(_recorded_dtypes(model))
+        return model
+
+    config = TrainConfig(epochs=2, batch_size=8, eval_points=1, selection_precision=selection_precision)
+    provide_proxy(create_strategy("rho-loss"), splits, make_model, folder=tmp_path, config=config)
+    assert made and {d for dtypes in made for grad, d in dtypes if grad} == {expected}
 
 
 def test_workers_read_a_planned_pass_ahead_and_a_selection_gather_in_between_drops_it() -> None:

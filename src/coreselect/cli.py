@@ -100,6 +100,10 @@ def train(
         str, typer.Option(help="augmentation of training batches (selection forwards never see it): none, crop-flip")
     ] = "none",
     precision: Annotated[str, typer.Option(help="fp32, or bf16 autocast for training and selection forwards")] = "fp32",
+    selection_precision: Annotated[
+        str | None, typer.Option(help="fp32 or bf16 for selection alone (default: --precision); bf16 forwards about "
+                                      "1.6x faster on a CPU with AMX while training stays fp32")
+    ] = None,
     clip_norm: Annotated[
         float | None, typer.Option(help="clip each step's gradient to this global L2 norm (default: no clipping)")
     ] = None,
@@ -119,7 +123,8 @@ def train(
         holdout_fraction=holdout, num_classes=num_classes, threads=threads, workers=workers,
         train={"epochs": epochs, "budget": budget, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
                "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule, "eval_points": eval_points,
-               "augment": augment, "precision": precision, "clip_norm": clip_norm},
+               "augment": augment, "precision": precision, "clip_norm": clip_norm,
+               "selection_precision": selection_precision},
     )
     if nproc != 1 and not distributed.launched_by_torchrun():  # the configuration is valid: start the job
         raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:]), device))

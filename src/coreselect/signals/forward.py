@@ -29,9 +29,11 @@ def forward_in_batches(
     batch_size: int = 256,
     with_features: bool = False,
     train_mode: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> ForwardOutputs:
     """Logits (and penultimate features) of ``inputs`` (a tensor, or a dataset's examples at ``indices``, default
-    all), computed ``batch_size`` rows at a time.
+    all), computed ``batch_size`` rows at a time; under autocast to ``dtype`` (e.g. ``torch.bfloat16``) if given,
+    the outputs still fp32.
 
     Runs in eval mode unless ``train_mode``; the model's mode is restored afterwards. Inputs are moved to
     the model's device chunk by chunk, so they may stay on the CPU; a dataset read on demand streams its
@@ -47,7 +49,7 @@ def forward_in_batches(
     else:
         rows_of = (None if stop - start == n else torch.arange(start, stop)) if indices is None else indices[start:stop]
         chunks = inputs.chunks(batch_size, rows_of)
-    part = _forward(model, chunks, with_features, train_mode)
+    part = _forward(model, chunks, with_features, train_mode, dtype)
     if (start, stop) == (0, n):
         return part
     return ForwardOutputs(group.gather_parts(part.logits, n),
@@ -55,15 +57,17 @@ def forward_in_batches(
 
 
 @torch.no_grad()
-def _forward(model: nn.Module, chunks: Iterable[Tensor], with_features: bool, train_mode: bool) -> ForwardOutputs:
+def _forward(model: nn.Module, chunks: Iterable[Tensor], with_features: bool, train_mode: bool,
+             dtype: torch.dtype | None) -> ForwardOutputs:
     was_training = model.training
     model.train(train_mode)
     device = next(model.parameters()).device
     logits, features = [], []
+    autocast = nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
     try:
-        with PenultimateFeatures(model) if with_features else nullcontext() as hook:
+        with PenultimateFeatures(model) if with_features else nullcontext() as hook, autocast:
             for chunk in chunks:
-                logits.append(model(chunk.to(device, non_blocking=True)).float())  # fp32 under autocast too
+                logits.append(model(chunk.to(device, non_blocking=True)).float())
                 if hook is not None:
                     features.append(hook.value.float())
     finally:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from coreselect.distributed import local_only, world
 from coreselect.errors import InvalidInputError
 from coreselect.models.zero_shot import load_zero_shot
-from coreselect.signals import forward_in_batches, logit_gradients
+from coreselect.signals import logit_gradients
 from coreselect.signals.laplace import (
     KfacFactors,
     bayesian_score,
@@ -96,7 +96,7 @@ class BayesianSelection(HoldoutScored):
         x, y = ctx.train[mine]
         ctx.log.count_forward(n)
         with local_only():
-            out = forward_in_batches(ctx.model, x, batch_size=max(len(mine), 1), with_features=True)
+            out = ctx.forward(x, batch_size=max(len(mine), 1), with_features=True)
         assert out.features is not None
         targets = y.to(out.logits.device)
         if self.factors.count == 0:

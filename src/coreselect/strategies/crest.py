@@ -45,7 +45,7 @@ from pydantic import Field
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
-from coreselect.signals import forward_in_batches, gradient_and_hessian_diagonal, logit_gradients, per_example_losses
+from coreselect.signals import gradient_and_hessian_diagonal, logit_gradients, per_example_losses
 from coreselect.strategies.base import SeededStrategy
 from coreselect.strategies.minibatch_coresets import (
     SubsetParams,
@@ -291,7 +291,7 @@ class Crest(SeededStrategy):
         subsets = stratified_subsets(self._members, self.params.subset_size(pooled, ctx.batch_size), st.num_coresets,
                                      self.generator)
         union = torch.cat(subsets)
-        out = forward_in_batches(ctx.model, ctx.train, indices=union)
+        out = ctx.forward(ctx.train, indices=union)
         ctx.log.count_forward(len(union))
         targets = ctx.train.targets[union.to(ctx.train.device)]
         proxies = logit_gradients(out.logits, targets).cpu()
@@ -449,10 +449,10 @@ class Crest(SeededStrategy):
             return self._checked(failed, start)
         checked = self.state.checked.to(ctx.train.device)
         if self.params.full_set_check:
-            logits = forward_in_batches(ctx.model, ctx.train).logits[checked]
+            logits = ctx.forward(ctx.train).logits[checked]
             ctx.log.count_forward(len(ctx.train))
         else:
-            logits = forward_in_batches(ctx.model, ctx.train, indices=checked).logits
+            logits = ctx.forward(ctx.train, indices=checked).logits
             ctx.log.count_forward(len(checked))
         actual = float(per_example_losses(logits, ctx.train.targets[checked]).mean())
         return self._checked(abs(actual - self.predicted_loss()) > self.params.check_thresh * actual, start)

@@ -10,7 +10,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from coreselect.signals import forward_in_batches, logit_gradients
+from coreselect.signals import logit_gradients
 from coreselect.strategies.epochs import Selection
 from coreselect.strategies.periodic import PeriodicParams, PeriodicSelection
 from coreselect.strategies.protocol import Context, check_validation
@@ -77,8 +77,8 @@ class Glister(PeriodicSelection):
     def reselect(self, k: int) -> Selection:
         ctx = self.context
         assert ctx.val is not None
-        train = forward_in_batches(ctx.model, ctx.train, with_features=True)
-        val = forward_in_batches(ctx.model, ctx.val, with_features=True)
+        train = ctx.forward(ctx.train, with_features=True)
+        val = ctx.forward(ctx.val, with_features=True)
         ctx.log.count_forward(len(ctx.train) + len(ctx.val))
         assert train.features is not None and val.features is not None
         y, val_y = ctx.train.targets.to(train.logits.device), ctx.val.targets.to(val.logits.device)

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from coreselect.signals import forward_in_batches, logit_gradients
+from coreselect.signals import logit_gradients
 from coreselect.strategies.protocol import Context
 from coreselect.submodular.embeddings import Embedding, EuclideanPoints, LastLayerGradients
 
@@ -22,7 +22,7 @@ def gradient_proxies(ctx: Context, indices: Tensor | None = None, embedding: str
     counted as selection forward passes.
     """
     targets = ctx.train.targets if indices is None else ctx.train.targets[indices.to(ctx.train.targets.device)]
-    out = forward_in_batches(ctx.model, ctx.train, indices=indices, with_features=embedding == "last_layer")
+    out = ctx.forward(ctx.train, indices=indices, with_features=embedding == "last_layer")
     ctx.log.count_forward(len(targets))
     e = logit_gradients(out.logits, targets.to(out.logits.device))
     if embedding == "last_layer":

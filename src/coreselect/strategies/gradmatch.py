@@ -11,7 +11,7 @@ from torch import Tensor
 
 from coreselect.distributed import world
 from coreselect.matching import nonnegative_omp
-from coreselect.signals import forward_in_batches, last_layer_gradients, logit_gradients
+from coreselect.signals import last_layer_gradients, logit_gradients
 from coreselect.strategies.epochs import Selection
 from coreselect.strategies.periodic import PeriodicParams, PeriodicSelection
 from coreselect.strategies.protocol import Context, check_validation
@@ -29,7 +29,7 @@ class GradMatchParams(PeriodicParams):
 
 
 def _last_layer_grads(ctx: Context, inputs: Tensor, targets: Tensor) -> Tensor:
-    out = forward_in_batches(ctx.model, inputs, with_features=True)
+    out = ctx.forward(inputs, with_features=True)
     ctx.log.count_forward(len(targets))
     assert out.features is not None
     return last_layer_gradients(logit_gradients(out.logits, targets.to(out.logits.device)), out.features.float())
@@ -87,7 +87,7 @@ class GradMatch(PeriodicSelection):
         order = torch.randperm(len(ctx.train), generator=self.generator)
         batches = order[: len(order) // size * size].view(-1, size)
         inputs, targets = ctx.train[batches.flatten()]
-        out = forward_in_batches(ctx.model, inputs, with_features=True)
+        out = ctx.forward(inputs, with_features=True)
         ctx.log.count_forward(batches.numel())
         assert out.features is not None
         e = logit_gradients(out.logits, targets).view(len(batches), size, -1)

@@ -21,7 +21,7 @@ from pydantic import Field
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
-from coreselect.signals import forward_in_batches, logit_gradients, per_example_losses
+from coreselect.signals import logit_gradients, per_example_losses
 from coreselect.strategies.base import SeededStrategy
 from coreselect.strategies.passes import ShuffledPass
 from coreselect.strategies.protocol import Batch, StepOutput
@@ -108,7 +108,7 @@ class OnlineSelection(SeededStrategy):
         ctx = self.context
         x, y = ctx.train[candidates]
         ctx.log.count_forward(len(candidates))
-        return forward_in_batches(ctx.model, x, batch_size=max(len(candidates), 1)).logits, y
+        return ctx.forward(x, batch_size=max(len(candidates), 1)).logits, y
 
     def observe(self, batch: Batch, out: StepOutput) -> None:
         self.steps += 1

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from coreselect.data.examples import Examples
 from coreselect.errors import InvalidInputError
+from coreselect.signals.forward import ForwardOutputs, forward_in_batches
 from coreselect.signals.gradients import weighted
 from coreselect.signals.training import TrainingSignals
 
@@ -130,7 +131,8 @@ class SelectionLog:
 
 @dataclass
 class Context:
-    """Everything a strategy may use: model, data, budget, seed, device, and the selection log."""
+    """Everything a strategy may use: model, data, budget, seed, device, and the selection log. A strategy
+    forwards examples through :meth:`forward`, in the precision the run gives selection forwards."""
 
     model: nn.Module
     train: Examples
@@ -143,6 +145,7 @@ class Context:
     peak_learning_rate: float = 0.0  # the configured (schedule's peak) learning rate; 0: unknown, use the current
     signals: TrainingSignals | None = None  # the loop records each step here (the trainer does); made if None
     hands_step_gradients: bool = False  # the loop fills StepOutput.gradient when asked (the Trainer does)
+    forward_dtype: torch.dtype | None = None  # selection forwards autocast to this (torch.bfloat16); None: fp32
 
     def __post_init__(self) -> None:
         if self.signals is None:
@@ -157,6 +160,14 @@ class Context:
     @property
     def batch_size(self) -> int:
         return self.budget.batch_size
+
+    def forward(self, inputs: Tensor | Examples, *, indices: Tensor | None = None, batch_size: int = 256,
+                with_features: bool = False) -> ForwardOutputs:
+        """The model's no-grad, eval-mode logits (and penultimate features) of ``inputs`` (at ``indices``), in
+        ``batch_size`` chunks, under autocast to ``forward_dtype`` if set; fp32 outputs. Everything a strategy then
+        computes from them (similarities, posteriors, weights) runs outside autocast, in fp32."""
+        return forward_in_batches(self.model, inputs, indices=indices, batch_size=batch_size,
+                                  with_features=with_features, dtype=self.forward_dtype)
 
 
 @runtime_checkable

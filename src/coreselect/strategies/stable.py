@@ -21,7 +21,7 @@ from pydantic import Field
 
 from coreselect.models.features import last_linear
 from coreselect.models.posterior import PerturbTarget, perturbed, perturbed_parameters, posterior_noise
-from coreselect.signals import forward_in_batches, logit_gradients
+from coreselect.signals import logit_gradients
 from coreselect.strategies.epochs import Selection
 from coreselect.strategies.minibatch_coresets import (
     SubsetParams,
@@ -71,7 +71,7 @@ class Stable(PeriodicSelection):
         samples = []
         for _ in range(p.samples):  # the draw is shared by every chunk of the subset's forward
             with perturbed(ctx.model, p.sigma, target=p.perturb, last_layers=p.last_layers, generator=self.generator):
-                samples.append(logit_gradients(forward_in_batches(ctx.model, x).logits, y).cpu())
+                samples.append(logit_gradients(ctx.forward(x).logits, y).cpu())
         ctx.log.count_forward(p.samples * len(subset))
         return torch.cat(samples, dim=1)
 
@@ -87,23 +87,34 @@ class Stable(PeriodicSelection):
     def _head_draws(self, subsets: list[torch.Tensor]) -> torch.Tensor:
         """:meth:`smoothed_proxies` of ``subsets``, concatenated, for head-only draws: one forward of the body over
         all of them, then M perturbed heads per subset (drawn subset by subset, weight then bias, as
-        :func:`~coreselect.models.perturbed` draws them)."""
+        :func:`~coreselect.models.perturbed` draws them), applied to subsets of equal size in one batched product."""
         p, ctx = self.params, self.context
         head = last_linear(ctx.model)
         points = torch.cat(subsets)
-        features = forward_in_batches(ctx.model, ctx.train, indices=points, with_features=True).features
+        features = ctx.forward(ctx.train, indices=points, with_features=True).features
         assert features is not None
         ctx.log.count_forward(len(points))
         targets = ctx.train.targets[points.to(ctx.train.targets.device)].to(features.device)
-        proxies, start = [], 0
         with torch.no_grad():
-            for subset in subsets:
-                rows, samples = slice(start, start + len(subset)), []
-                for _ in range(p.samples):
-                    weight = head.weight + posterior_noise(head.weight, p.sigma, self.generator)
-                    bias = None if head.bias is None else head.bias + posterior_noise(head.bias, p.sigma,
-                                                                                      self.generator)
-                    samples.append(logit_gradients(F.linear(features[rows], weight, bias), targets[rows]))
-                proxies.append(torch.cat(samples, dim=1))
+            weights, biases = [], []
+            for _ in range(len(subsets) * p.samples):
+                weights.append(head.weight + posterior_noise(head.weight, p.sigma, self.generator))
+                biases.append(None if head.bias is None else head.bias + posterior_noise(head.bias, p.sigma,
+                                                                                         self.generator))
+            if len({len(s) for s in subsets}) == 1:  # [S, n, d] features against [S, M, C, d] heads
+                shape = (len(subsets), p.samples, *head.weight.shape)
+                logits = torch.einsum("snd,smcd->smnc", features.view(len(subsets), -1, features.shape[1]),
+                                      torch.stack(weights).view(shape))
+                if head.bias is not None:
+                    logits = logits + torch.stack(biases).view(*shape[:2], 1, shape[2])
+                grads = logit_gradients(logits.reshape(-1, shape[2]),
+                                        targets.view(len(subsets), 1, -1).expand(-1, p.samples, -1).reshape(-1))
+                return grads.view(len(subsets), p.samples, -1, shape[2]).transpose(1, 2).reshape(len(points), -1).cpu()
+            proxies, start = [], 0
+            for i, subset in enumerate(subsets):
+                rows = slice(start, start + len(subset))
+                draws = range(i * p.samples, (i + 1) * p.samples)
+                proxies.append(torch.cat([logit_gradients(F.linear(features[rows], weights[j], biases[j]),
+                                                          targets[rows]) for j in draws], dim=1))
                 start += len(subset)
         return torch.cat(proxies).cpu()

@@ -16,21 +16,23 @@ PROBE_REPEATS = 3
 
 
 def forward_seconds_per_example(model: nn.Module, data: Examples, *, batch_size: int = 256,
-                                examples: int = PROBE_EXAMPLES, repeats: int = PROBE_REPEATS) -> float:
-    """Seconds of an eval-mode, no-grad forward per example (the path selection forwards take), the fastest of
-    ``repeats`` timed passes over the first ``examples`` training examples after one warm-up pass. Draws no
-    random numbers and leaves the model's mode and weights as they were."""
+                                examples: int = PROBE_EXAMPLES, repeats: int = PROBE_REPEATS,
+                                dtype: torch.dtype | None = None) -> float:
+    """Seconds of an eval-mode, no-grad forward per example (the path selection forwards take, autocast to
+    ``dtype`` if given), the fastest of ``repeats`` timed passes over the first ``examples`` training examples
+    after one warm-up pass. Draws no random numbers and leaves the model's mode and weights as they were."""
     rows = torch.arange(min(examples, len(data)))
     if len(rows) == 0:
         return 0.0
     device = next(model.parameters()).device
-    forward_in_batches(model, data, indices=rows, batch_size=batch_size)  # warm-up: allocations, kernel selection
+    # warm-up: allocations, kernel selection
+    forward_in_batches(model, data, indices=rows, batch_size=batch_size, dtype=dtype)
     best = float("inf")
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        forward_in_batches(model, data, indices=rows, batch_size=batch_size)
+        forward_in_batches(model, data, indices=rows, batch_size=batch_size, dtype=dtype)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - start)

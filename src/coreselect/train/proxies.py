@@ -74,7 +74,8 @@ def provide_proxy(strategy: Strategy, data: DataSplits, make_model: Callable[[],
     """Make (or read from ``folder``) the proxy runs ``strategy`` scores with and hand it their record; nothing
     when it needs none. ``make_model`` builds a fresh model of the run's own architecture (``model_name``, if it
     has one in the zoo); a request naming another architecture gets that one from the zoo. ``config`` is the run's
-    training recipe (the proxy trains on full data, for the request's epochs or the recipe's)."""
+    training recipe (the proxy trains on full data, for the request's epochs or the recipe's, in the precision of
+    the run's selection)."""
     request = strategy.proxy_request() if isinstance(strategy, NeedsProxy) else None
     if request is None:
         return
@@ -90,7 +91,8 @@ def provide_proxy(strategy: Strategy, data: DataSplits, make_model: Callable[[],
             raise UnknownNameError("proxy model", request.model, MODELS)
         transfer = request.model
         make_model = lambda: create_model(transfer, data.train.input_shape, data.train.num_classes)  # noqa: E731
-    recipe = config.model_copy(update={"budget": 1.0})
+    recipe = config.model_copy(update={"budget": 1.0, "precision": config.selection_forwards,  # selection's work
+                                       "selection_precision": None})
     strategy.provide(run_proxy(resolved(request, model_name, recipe.epochs), make_model, data.train, data.val,
                                folder=folder, seed=seed, config=recipe, device=device, holdout=data.holdout,
                                remake=remake))

@@ -144,6 +144,7 @@ class Trainer:
             device=self.device,
             peak_learning_rate=config.lr,
             hands_step_gradients=True,
+            forward_dtype=torch.bfloat16 if config.selection_forwards == "bf16" else None,
         )
         self.strategy = strategy
         self.optimizer = make_optimizer(self.model.parameters(), config)
@@ -157,7 +158,7 @@ class Trainer:
         self.seed = seed
 
     def _precision(self) -> AbstractContextManager[object]:
-        """bf16 autocast around training and selection forwards when the config asks for it."""
+        """bf16 autocast around training forwards when the config asks for it."""
         if self.config.precision == "fp32":
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
@@ -347,7 +348,8 @@ class Trainer:
         resumed_from = None
         ckpt = load_checkpoint(self.checkpoint_path) if self.checkpoint_path is not None else None
         # the cost floor, outside the timed sections and before a strategy hooks into the model
-        probe = forward_seconds_per_example(self.model, self.train_data, batch_size=self.config.eval_batch_size)
+        probe = forward_seconds_per_example(self.model, self.train_data, batch_size=self.config.eval_batch_size,
+                                            dtype=self.context.forward_dtype)
         self.strategy.setup(self.context)
         if ckpt is not None:
             self._restore(ckpt)
@@ -365,11 +367,11 @@ class Trainer:
         with bar:
             while s.examples < total:
                 self.context.log.step = s.step
-                with s.timings.section("selection", self.device), self._precision():
+                with s.timings.section("selection", self.device):
                     batch = next(batches)
                 with s.timings.section("training", self.device):
                     out = self._step(batch)
-                with s.timings.section("selection", self.device), self._precision():
+                with s.timings.section("selection", self.device):
                     self.strategy.observe(batch, out)
                 s.step += 1
                 s.examples += len(batch)
