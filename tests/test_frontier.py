@@ -115,7 +115,7 @@ seeds = [0, 1]
     runs = expand(load_bench_file(grid))
     random_budgets = sorted({r.config.train.budget for r in runs if r.config.strategy == "random"})
     assert random_budgets == sorted(FRONTIER_BUDGETS)
-    assert len(runs) == 2 * (1 + len(FRONTIER_BUDGETS) + 1)  # per seed: crest, random × 4 (0.1 shared), full
+    assert len(runs) == 2 * (1 + len(FRONTIER_BUDGETS) + 1)  # per seed: crest, random × 5 (0.1 shared), full
     assert sum(r.config.strategy == "full" for r in runs) == 2
 
 
