@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 OptimizerName = Literal["sgd", "adamw"]
 ScheduleName = Literal["onecycle", "cosine", "step", "constant"]
 AugmentName = Literal["none", "crop-flip"]
 PrecisionName = Literal["fp32", "bf16"]
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}  # None: no autocast
 # Fields added later: left out of run identities while at their default, so that earlier runs keep theirs.
 LATER_TRAIN_FIELDS: dict[str, object] = {"augment": "none", "precision": "fp32", "clip_norm": None,
                                          "selection_precision": None}

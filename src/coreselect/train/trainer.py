@@ -46,7 +46,7 @@ from coreselect.train.augment import Augmentation, augmentation
 from coreselect.train.callbacks import Callback
 from coreselect.train.checkpoint import load_checkpoint, save_checkpoint
 from coreselect.train.collapse import Collapse, chance_accuracy, find_collapse
-from coreselect.train.config import TrainConfig
+from coreselect.train.config import AUTOCAST_DTYPES, TrainConfig
 from coreselect.train.evaluation import evaluate
 from coreselect.train.forward_cost import forward_seconds_per_example
 from coreselect.train.schedule import make_optimizer, set_learning_rate
@@ -144,7 +144,7 @@ class Trainer:
             device=self.device,
             peak_learning_rate=config.lr,
             hands_step_gradients=True,
-            forward_dtype=torch.bfloat16 if config.selection_forwards == "bf16" else None,
+            forward_dtype=AUTOCAST_DTYPES[config.selection_forwards],
         )
         self.strategy = strategy
         self.optimizer = make_optimizer(self.model.parameters(), config)
@@ -159,9 +159,8 @@ class Trainer:
 
     def _precision(self) -> AbstractContextManager[object]:
         """bf16 autocast around training forwards when the config asks for it."""
-        if self.config.precision == "fp32":
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        dtype = AUTOCAST_DTYPES[self.config.precision]
+        return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     def _evaluation_schedule(self) -> list[int]:
         """Budget positions (in examples) at which to evaluate, evenly spaced, the last at the end."""
