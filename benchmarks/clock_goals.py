@@ -5,18 +5,20 @@ Goals: a method within 0.3 points of full data's accuracy at ≤ 0.3× its secon
 cost); at budgets 0.1 and 0.3 an adaptive and an online method above random's frontier at equal seconds by
 ≥ 0.5 points (≥ 2 under label noise); CREST and stable coresets selecting ≤ 25 % of their seconds, their relative
 error at most 0.3 points above their official forms' (where the store holds those at the same budget); online
-selection seconds ≤ 1.3× their forward floor.
+selection seconds ≤ 1.3× their forward floor. A gain over the frontier is given ± one standard error (the seeds'
+spread of the method's accuracy and of the frontier's; likewise a gap to full data); the verdict reads the mean.
 
     .venv/bin/python benchmarks/clock_goals.py [--seeds 0] [--jobs 1] [--store runs/clock.db] [--report-only]
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 from coreselect.experiments.store import ResultStore
 from coreselect.report.frontier import FRONTIER_METHODS, Frontier, frontiers, setting_id
-from coreselect.report.tables import MethodSummary, setting_label, summarise_store
+from coreselect.report.tables import MethodSummary, gain_cell, setting_label, summarise_store
 from preset_script import preset_parser, run_preset_from
 
 LOSSLESS_POINTS, LOSSLESS_COST = 0.003, 0.3
@@ -41,8 +43,9 @@ def lossless(full: MethodSummary, methods: list[MethodSummary]) -> list[str]:
         misses = ([f"{gap - 100 * LOSSLESS_POINTS:.2f} points too far"] if gap > 100 * LOSSLESS_POINTS else []) + \
             ([f"{cost - LOSSLESS_COST:.3f}× too slow"] if cost > LOSSLESS_COST else [])
         verdict = "; ".join(misses) or "met"
-        side = "under" if gap >= 0 else "above"
-        out.append(f"lossless, b={budget:g}: best {best.method} {abs(gap):.2f} points {side} full at {cost:.3f}× its "
+        side, gap_se = "under" if gap >= 0 else "above", 100 * math.hypot(full.accuracy_se, best.accuracy_se)
+        out.append(f"lossless, b={budget:g}: best {best.method} {abs(gap):.2f} ± {gap_se:.2f} points {side} full at "
+                   f"{cost:.3f}× its "
                    f"{full.time_s:.1f} s ({verdict})")
     return out
 
@@ -68,17 +71,18 @@ def overhead(row: MethodSummary, members: list[MethodSummary]) -> str:
             f"accuracy {100 * row.accuracy_mean:.2f} %{against} ({verdict})")
 
 
-def against_frontier(frontier: Frontier, seconds: float, accuracy: float) -> str:
-    """Points over the frontier at ``seconds`` (or that it ran faster than random's cheapest run)."""
-    gain = frontier.verdict(seconds, accuracy).gain
-    return "faster than random's cheapest run" if gain is None else f"{100 * gain:+.2f} points"
+def against_frontier(frontier: Frontier, seconds: float, row: MethodSummary) -> str:
+    """Points over the frontier of ``row``'s accuracy at ``seconds`` (or that it ran faster than random's cheapest
+    run)."""
+    verdict = frontier.verdict(seconds, row.accuracy_mean, row.accuracy_se)
+    return "faster than random's cheapest run" if verdict.gain is None else f"{gain_cell(verdict)} points"
 
 
 def online_costs(row: MethodSummary, frontier: Frontier) -> str:
     """Where an online run's seconds go (holdout model, scoring, training) and where it would sit against the
     frontier were the holdout model free, and were the scoring free too: what limits it."""
     def against(seconds: float) -> str:
-        return against_frontier(frontier, seconds, row.accuracy_mean)
+        return against_frontier(frontier, seconds, row)
 
     training = row.time_s - row.selection_s
     return (f"costs: {row.method} b={row.budget:g} {row.time_s:.1f} s = holdout model {row.proxy_s:.1f} + "
@@ -106,19 +110,19 @@ def goals(rows: list[MethodSummary]) -> list[str]:
         frontier = lines_of.get(key)
         for row in baselines if frontier is not None else []:
             out.append(f"baseline: {row.method} b={row.budget:g} {100 * row.accuracy_mean:.2f} % at "
-                       f"{row.time_s:.1f} s, {against_frontier(frontier, row.time_s, row.accuracy_mean)} against "
+                       f"{row.time_s:.1f} s, {against_frontier(frontier, row.time_s, row)} against "
                        "the frontier")
         margin = MARGIN_NOISY if members[0].setting.get("label_noise", 0.0) > 0 else MARGIN_CLEAN
         for budget in sorted({r.budget for r in methods}):
             for family in ("adaptive", "online"):
-                ranked = [(frontier.verdict(r.time_s, r.accuracy_mean).gain, r) for r in methods
+                ranked = [(frontier.verdict(r.time_s, r.accuracy_mean, r.accuracy_se), r) for r in methods
                           if frontier is not None and r.budget == budget and r.family == family]
-                ranked = [(g, r) for g, r in ranked if g is not None]
+                ranked = [(v, r) for v, r in ranked if v.gain is not None]
                 if not ranked:
                     continue
-                gain, row = max(ranked, key=lambda pair: pair[0])
-                verdict = "met" if gain >= margin else "not met"
-                out.append(f"above the frontier, {family}, b={budget:g}: best {row.method} {100 * gain:+.2f} points "
+                best, row = max(ranked, key=lambda pair: pair[0].gain or 0.0)
+                verdict = "met" if (best.gain or 0.0) >= margin else "not met"
+                out.append(f"above the frontier, {family}, b={budget:g}: best {row.method} {gain_cell(best)} points "
                            f"(goal ≥ {100 * margin:g}; {verdict})")
         for row in methods:
             if strategy_of(row) in ("crest", "stable") and row.method != strategy_of(row):

@@ -60,6 +60,30 @@ def test_verdicts_gain_and_seconds_saved_and_methods_off_the_frontiers_range() -
         Frontier([])
 
 
+def test_the_gains_standard_error_is_the_spread_of_gains_over_redrawn_seeds() -> None:
+    # two points 10 s and 100 s apart, std 1 and 2 points over 4 seeds each; a method at √1000 s (halfway in
+    # log-seconds), std 3 points over 9 seeds
+    points = [FrontierPoint(0.1, 10.0, 0.80, 0.01, seeds=4), FrontierPoint(0.3, 100.0, 0.90, 0.02, seeds=4)]
+    frontier = Frontier(points)
+    seconds, accuracy, method_se = math.sqrt(1000), 0.87, 0.03 / 3
+    verdict = frontier.verdict(seconds, accuracy, method_se)
+    assert frontier.accuracy_se_at(10.0) == pytest.approx(0.01 / 2)  # at a point: its own
+    assert frontier.accuracy_se_at(500.0) == pytest.approx(0.02 / 2)  # past the last point: the last's
+    assert frontier.accuracy_se_at(5.0) is None and frontier.verdict(5.0, 0.85, 0.01).gain_se is None
+    # independently: redraw every seed's accuracy, rebuild the frontier from the redrawn means, take the gains' spread
+    g = torch.Generator().manual_seed(0)
+    draws = 4000
+    cheap = 0.80 + 0.01 * torch.randn(draws, 4, generator=g, dtype=torch.float64)
+    dear = 0.90 + 0.02 * torch.randn(draws, 4, generator=g, dtype=torch.float64)
+    method = accuracy + 0.03 * torch.randn(draws, 9, generator=g, dtype=torch.float64)
+    gains = [Frontier([FrontierPoint(0.1, 10.0, float(a)), FrontierPoint(0.3, 100.0, float(b))])
+             .verdict(seconds, float(m)).gain for a, b, m in zip(cheap.mean(1), dear.mean(1), method.mean(1),
+                                                                   strict=True)]
+    spread = float(torch.tensor(gains, dtype=torch.float64).std())
+    assert verdict.gain_se == pytest.approx(spread, rel=0.05)  # Monte Carlo: about 1 % error at 4000 draws
+    assert verdict.gain == pytest.approx(0.02)
+
+
 def _store_run(store: ResultStore, strategy: str, budget: float, seed: int, accuracy: float, seconds: float,
                steps: int, examples: int, forwarded: int = 0) -> None:
     config = RunConfig.create(dataset="npz", strategy=strategy, seed=seed,
@@ -85,12 +109,13 @@ def test_answer_table_from_a_store(tmp_path: Path) -> None:
     lines = {line.split("|")[1].strip(): line for line in answer.table.splitlines()[2:]}
     assert list(lines)[:2] == ["full", "random"]  # sorted by accuracy
     crest = [c.strip() for c in lines["crest"].split("|")]
-    assert "adaptive" in crest and "87.00 ± 1.41" in crest and "+2.00" in crest  # 87 % where random reaches 85 %
+    # 87 % where random reaches 85 %; ± the standard error of crest's mean, 1.41 / √2 (random's seeds agree)
+    assert "adaptive" in crest and "87.00 ± 1.41" in crest and "+2.00 ± 1.00" in crest
     assert f"+{10 ** 1.7 - math.sqrt(1000):.1f} s" in crest
     assert "40" in crest and "2.6×" in crest  # selection 7.91 s over 3000 forwards × 1 ms
     train_loss = [c.strip() for c in lines["train-loss"].split("|")]
     assert "30 ⚠" in train_loss and "online" in train_loss
-    # 20 s: random reaches 80 + 10·log10(2) % ≈ 83.01 %
+    # 20 s: random reaches 80 + 10·log10(2) % ≈ 83.01 %; every seed alike, so no standard error
     assert f"{100 * (0.82 - 0.80 - 0.1 * math.log10(2)):+.2f}" in train_loss
     # constant columns (seeds, 2 everywhere) go to the caption
     assert "seeds 2" in answer.caption and "| seeds" not in answer.table

@@ -10,6 +10,10 @@ is undefined.
 A method is judged against it by its *gain*, accuracy over the frontier at the method's own seconds (negative:
 random would have done better with the same time), and its *seconds saved*, the frontier's seconds to reach
 the method's accuracy minus the method's (negative: random reaches that accuracy sooner).
+
+The gain's *standard error* says how far it is from noise: the method's accuracy and the frontier's interpolated
+accuracy each carry their seeds' standard error (std / √seeds; the frontier's, its two points' weighted as the
+interpolation weights them), combined as independent. Seconds are taken as measured.
 """
 
 from __future__ import annotations
@@ -34,6 +38,17 @@ class FrontierPoint:
     accuracy: float
     accuracy_std: float = 0.0
     seconds_std: float = 0.0
+    seeds: int = 1
+
+    @property
+    def accuracy_se(self) -> float:
+        """The standard error of the mean accuracy."""
+        return standard_error(self.accuracy_std, self.seeds)
+
+
+def standard_error(std: float, seeds: int) -> float:
+    """The standard error of a mean over ``seeds`` runs whose standard deviation is ``std``."""
+    return std / math.sqrt(seeds) if seeds > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,7 @@ class Verdict:
     gain: float | None  # accuracy (fraction) over the frontier at the method's seconds
     seconds_saved: float | None  # frontier seconds to the method's accuracy − the method's seconds
     note: str = ""
+    gain_se: float | None = None  # the gain's standard error (module docstring), where there is a gain
 
 
 FASTER_THAN_FRONTIER = "faster than random's cheapest run"
@@ -65,18 +81,35 @@ class Frontier:
         self.points = kept
         self.dominated = [p for p in points if p not in kept]
 
-    def accuracy_at(self, seconds: float) -> float | None:
-        """The frontier's accuracy at ``seconds``; None before its first point."""
+    def _bracket(self, seconds: float) -> tuple[FrontierPoint, FrontierPoint, float] | None:
+        """The points around ``seconds`` and its share of the way from the first to the second in log-seconds
+        (past the last point: the last twice, share 0); None before the first point."""
         first, last = self.points[0], self.points[-1]
         if seconds < first.seconds:
             return None
         if seconds >= last.seconds:
-            return last.accuracy
+            return last, last, 0.0
         for a, b in zip(self.points, self.points[1:], strict=False):
             if a.seconds <= seconds <= b.seconds:
-                share = (math.log(seconds) - math.log(a.seconds)) / (math.log(b.seconds) - math.log(a.seconds))
-                return a.accuracy + share * (b.accuracy - a.accuracy)
+                return a, b, (math.log(seconds) - math.log(a.seconds)) / (math.log(b.seconds) - math.log(a.seconds))
         raise AssertionError("unreachable: the points cover [first, last]")
+
+    def accuracy_at(self, seconds: float) -> float | None:
+        """The frontier's accuracy at ``seconds``; None before its first point."""
+        bracket = self._bracket(seconds)
+        if bracket is None:
+            return None
+        a, b, share = bracket
+        return a.accuracy + share * (b.accuracy - a.accuracy)
+
+    def accuracy_se_at(self, seconds: float) -> float | None:
+        """The standard error of :meth:`accuracy_at` from its points' (seeds independent); None before the
+        first point."""
+        bracket = self._bracket(seconds)
+        if bracket is None:
+            return None
+        a, b, share = bracket
+        return math.hypot((1 - share) * a.accuracy_se, share * b.accuracy_se)
 
     def seconds_to(self, accuracy: float) -> float | None:
         """The frontier's seconds to reach ``accuracy``; None outside its range of accuracies."""
@@ -91,17 +124,18 @@ class Frontier:
                 return math.exp(math.log(a.seconds) + share * (math.log(b.seconds) - math.log(a.seconds)))
         raise AssertionError("unreachable: the points cover [first, last]")
 
-    def verdict(self, seconds: float, accuracy: float) -> Verdict:
-        """Gain and seconds saved of a method that reached ``accuracy`` in ``seconds``."""
-        at = self.accuracy_at(seconds)
+    def verdict(self, seconds: float, accuracy: float, accuracy_se: float = 0.0) -> Verdict:
+        """Gain (with its standard error, ``accuracy_se`` being the method's) and seconds saved of a method that
+        reached ``accuracy`` in ``seconds``."""
+        at, at_se = self.accuracy_at(seconds), self.accuracy_se_at(seconds)
         needed = self.seconds_to(accuracy)
         notes = []
-        if at is None:
+        if at is None or at_se is None:
             notes.append(FASTER_THAN_FRONTIER)
         if needed is None:
             notes.append(BEYOND_FRONTIER if accuracy > self.points[-1].accuracy else BELOW_FRONTIER)
         return Verdict(None if at is None else accuracy - at, None if needed is None else needed - seconds,
-                       "; ".join(notes))
+                       "; ".join(notes), None if at_se is None else math.hypot(accuracy_se, at_se))
 
 
 def frontier_points(rows: list[MethodSummary]) -> dict[str, list[FrontierPoint]]:
@@ -111,7 +145,7 @@ def frontier_points(rows: list[MethodSummary]) -> dict[str, list[FrontierPoint]]
     for row in rows:
         if row.method in FRONTIER_METHODS and row.time_s > 0:
             points.setdefault(setting_id(row.setting), []).append(FrontierPoint(
-                row.budget, row.time_s, row.accuracy_mean, row.accuracy_std, row.time_std))
+                row.budget, row.time_s, row.accuracy_mean, row.accuracy_std, row.time_std, row.seeds))
     return points
 
 

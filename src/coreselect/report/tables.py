@@ -27,9 +27,11 @@ from coreselect.report.frontier import (
     BEYOND_FRONTIER,
     FRONTIER_METHODS,
     Frontier,
+    Verdict,
     frontier_points,
     frontiers,
     setting_id,
+    standard_error,
 )
 from coreselect.strategies.registry import STRATEGIES
 from coreselect.train.collapse import COLLAPSE
@@ -64,6 +66,11 @@ class MethodSummary:
     forwarded: float | None = None  # examples forwarded for selection, mean over seeds
     forward_floor_s: float | None = None  # forwarded × the run's measured forward seconds per example, mean
     collapsed: int = 0  # seeds whose test accuracy fell back to chance after learning (in the mean all the same)
+
+    @property
+    def accuracy_se(self) -> float:
+        """The standard error of the mean test accuracy."""
+        return standard_error(self.accuracy_std, self.seeds)
 
 
 def _std(values: list[float]) -> float:
@@ -135,6 +142,13 @@ def summarise_store(store: ResultStore, runs: list[StoredRun] | None = None) -> 
     runs = store.runs(status="done") if runs is None else runs
     return summarise(runs, gradient_errors(store, runs), noisy_shares(store, runs), proxy_seconds(store, runs),
                      collapsed_runs(store, runs))
+
+
+def gain_cell(verdict: Verdict) -> str:
+    """The gain over the frontier in points, ± its standard error where the seeds give one."""
+    if verdict.gain is None:
+        return "— (faster than random)"
+    return f"{100 * verdict.gain:+.2f}" + (f" ± {100 * verdict.gain_se:.2f}" if verdict.gain_se else "")
 
 
 def accuracy_cell(row: MethodSummary) -> str:
@@ -222,7 +236,8 @@ def answer_tables(rows: list[MethodSummary], tablefmt: str = "github") -> list[A
             budgets = ", ".join(f"{b:g}" for b in random_budgets)
             caption.append(f"vs random: accuracy over random's wall-clock frontier (random at budgets {budgets}, "
                            "full data) at "
-                           "the method's seconds; seconds saved: the frontier's seconds to the method's accuracy "
+                           "the method's seconds (± one standard error from the seeds' spread, method's and "
+                           "frontier's); seconds saved: the frontier's seconds to the method's accuracy "
                            "minus the method's (negative: random is better value)")
         caption.append("steps ⚠: more than 5 % off random's at the same budget (random's truncated last batch of "
                        "each epoch aside); selection ÷ floor: selection (proxy runs apart) "
@@ -254,8 +269,8 @@ def _verdict_cells(row: MethodSummary, frontier: Frontier | None) -> tuple[str, 
         return "frontier", "frontier"
     if frontier is None:
         return "—", "—"
-    verdict = frontier.verdict(row.time_s, row.accuracy_mean)
-    gain = "— (faster than random)" if verdict.gain is None else f"{100 * verdict.gain:+.2f}"
+    verdict = frontier.verdict(row.time_s, row.accuracy_mean, row.accuracy_se)
+    gain = gain_cell(verdict)
     if verdict.seconds_saved is not None:
         return gain, f"{verdict.seconds_saved:+.1f} s"
     return gain, "beyond frontier" if BEYOND_FRONTIER in verdict.note else "below frontier"
