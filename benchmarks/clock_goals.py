@@ -45,8 +45,7 @@ def lossless(full: MethodSummary, methods: list[MethodSummary]) -> list[str]:
         verdict = "; ".join(misses) or "met"
         side, gap_se = "under" if gap >= 0 else "above", 100 * math.hypot(full.accuracy_se, best.accuracy_se)
         out.append(f"lossless, b={budget:g}: best {best.method} {abs(gap):.2f} ± {gap_se:.2f} points {side} full at "
-                   f"{cost:.3f}× its "
-                   f"{full.time_s:.1f} s ({verdict})")
+                   f"{cost:.3f}× its {full.time_s:.1f} s ({verdict})")
     return out
 
 

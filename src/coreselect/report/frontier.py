@@ -130,7 +130,7 @@ class Frontier:
         at, at_se = self.accuracy_at(seconds), self.accuracy_se_at(seconds)
         needed = self.seconds_to(accuracy)
         notes = []
-        if at is None or at_se is None:
+        if at is None:
             notes.append(FASTER_THAN_FRONTIER)
         if needed is None:
             notes.append(BEYOND_FRONTIER if accuracy > self.points[-1].accuracy else BELOW_FRONTIER)
