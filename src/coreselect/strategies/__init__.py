@@ -8,6 +8,7 @@ from coreselect.strategies import (  # noqa: F401  (registers them)
     glister,
     gradmatch,
     infobatch,
+    loss_rank,
     online,
     stable,
     static,

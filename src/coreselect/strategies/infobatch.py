@@ -31,10 +31,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from coreselect.errors import InvalidInputError
-from coreselect.strategies.epochs import EpochStrategy, Selection
-from coreselect.strategies.protocol import Batch, StepOutput
+from coreselect.strategies.epochs import Selection
 from coreselect.strategies.registry import StrategyParams, register
+from coreselect.strategies.step_losses import StepLossScored
 from coreselect.submodular import normalise_weights
 
 
@@ -90,23 +89,18 @@ def prune_to_budget(scores: Tensor, size: int, keep_ratio: float, generator: tor
 @register("infobatch", family="adaptive", params=InfoBatchParams, reads_training_signals=True,
           summary="InfoBatch: prunes part of the below-mean-loss examples each pass, scored by the training steps' "
                   "own losses (no extra forward), rescaled; unpruned at the end")
-class InfoBatch(EpochStrategy):
+class InfoBatch(StepLossScored):
     """See the module docstring."""
 
     params: InfoBatchParams
 
     def __init__(self, params: InfoBatchParams | None = None) -> None:
         super().__init__(params)
-        self.trained = 0  # examples back-propagated so far (from observe): the budget share spent
         self.estimated_share: float | None = None  # β under drop_hardest="auto", once estimated
 
     def scores(self) -> Tensor:
         """The latest training loss of each example (``initial_score`` where it has none yet)."""
-        signals = self.context.training_signals
-        if self.trained and not signals.steps_recorded:
-            raise InvalidInputError("infobatch scores by the training-signal cache, which no step has filled: call "
-                                    "ctx.signals.record(...) after each step in your own loop (the Trainer does)")
-        return torch.where(signals.seen(), signals.loss, torch.full_like(signals.loss, self.params.initial_score))
+        return self.step_losses(unseen=self.params.initial_score)
 
     def drop_share(self, scored: Tensor) -> float:
         """β of this pass: ``drop_hardest``, or under ``"auto"`` the share estimated once from the scored
@@ -145,13 +139,9 @@ class InfoBatch(EpochStrategy):
         ctx.log.record(selection.indices, selection.weights)
         return selection
 
-    def observe(self, batch: Batch, out: StepOutput) -> None:
-        self.trained += len(batch)
-
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "trained": self.trained, "estimated_share": self.estimated_share}
+        return {**super().state_dict(), "estimated_share": self.estimated_share}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.trained = state["trained"]
         self.estimated_share = state.get("estimated_share")
