@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from coreselect.experiments import ResultStore, RunConfig, run_experiment
 from coreselect.models import create_model
-from coreselect.strategies import Batch, create_strategy
+from coreselect.strategies import STRATEGIES, Batch, create_strategy
 from coreselect.strategies.infobatch import prune, prune_to_budget
 from coreselect.train import Callback, TrainConfig, Trainer
 from test_trainer import _data, interrupted_and_resumed
@@ -127,11 +127,12 @@ def test_interrupted_infobatch_run_resumes_to_the_same_result(tmp_path: Path, pa
     assert (straight.strategy.estimated_share is not None) == (params.get("drop_hardest") == "auto")  # type: ignore[attr-defined]
 
 
-def test_infobatch_in_a_loop_that_records_nothing_gets_a_clear_error() -> None:
+@pytest.mark.parametrize("name", [name for name, spec in STRATEGIES.items() if spec.reads_training_signals])
+def test_a_strategy_reading_the_cache_in_a_loop_that_records_nothing_gets_a_clear_error(name: str) -> None:
     from coreselect.strategies import Budget, Context, StepOutput
 
     data = _data(0)
-    strategy = create_strategy("infobatch")
+    strategy = create_strategy(name)
     strategy.setup(Context(model=create_model("mlp", (1, 8, 8), 4), train=data, budget=Budget(0.5, 4, 400, 50)))
     stream = strategy.batches()
     batch = next(stream)

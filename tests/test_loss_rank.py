@@ -1,7 +1,7 @@
 """Rank-based selection by the training steps' losses: its probabilities against the paper's formula computed
 independently, random order among ties and unseen examples first, passes of exactly the budget drawn without
-replacement and leaning to high losses as the probabilities say, no selection forward, a clear error in a loop
-that records nothing, and an interrupted run resuming to the uninterrupted result."""
+replacement and leaning to high losses as the probabilities say, no selection forward, and an interrupted run
+resuming to the uninterrupted result (the error in a loop that records nothing: tests/test_infobatch.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from coreselect.models import create_model
-from coreselect.strategies import Budget, Context, StepOutput, create_strategy
+from coreselect.strategies import Budget, Context, create_strategy
 from coreselect.strategies.loss_rank import rank_probabilities
 from coreselect.train import TrainConfig, Trainer
 from test_trainer import _data, interrupted_and_resumed
@@ -95,15 +95,3 @@ def test_a_run_forwards_nothing_for_selection_and_spends_exactly_its_budget() ->
 def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     straight, resumed = interrupted_and_resumed(_trainer, tmp_path / "run.pt")
     assert resumed.strategy.trained == straight.strategy.trained  # type: ignore[attr-defined]
-
-
-def test_a_loop_that_records_nothing_gets_a_clear_error() -> None:
-    data = _data(0)
-    strategy = create_strategy("loss-rank")
-    strategy.setup(Context(model=create_model("mlp", (1, 8, 8), 4), train=data, budget=Budget(0.5, 4, 400, 50)))
-    stream = strategy.batches()
-    batch = next(stream)
-    with pytest.raises(Exception, match=r"ctx.signals.record"):
-        for _ in range(20):  # observed, never recorded in the cache
-            strategy.observe(batch, StepOutput(0, torch.zeros(len(batch), 4), torch.zeros(len(batch))))
-            batch = next(stream)
