@@ -127,21 +127,24 @@ def test_interrupted_infobatch_run_resumes_to_the_same_result(tmp_path: Path, pa
     assert (straight.strategy.estimated_share is not None) == (params.get("drop_hardest") == "auto")  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("name", [name for name, spec in STRATEGIES.items() if spec.reads_training_signals])
-def test_a_strategy_reading_the_cache_in_a_loop_that_records_nothing_gets_a_clear_error(name: str) -> None:
+@pytest.mark.parametrize(("name", "params"), [(name, {}) for name, spec in STRATEGIES.items()
+                                               if spec.reads_training_signals] +
+                         [("train-loss", {"reuse_within": 1000}), ("rho-loss", {"reuse_within": 1000})])
+def test_a_strategy_reading_the_cache_in_a_loop_that_records_nothing_gets_a_clear_error(name: str,
+                                                                                        params: dict) -> None:
     from coreselect.strategies import Budget, Context, StepOutput
 
     data = _data(0)
-    strategy = create_strategy(name)
+    strategy = create_strategy(name, **params)
+    if name == "rho-loss":
+        strategy.holdout_logits = torch.zeros(len(data), 4)  # type: ignore[attr-defined]
     strategy.setup(Context(model=create_model("mlp", (1, 8, 8), 4), train=data, budget=Budget(0.5, 4, 400, 50)))
     stream = strategy.batches()
-    batch = next(stream)
-    for _ in range(3):  # the first pass, observed but never recorded in the cache
-        strategy.observe(batch, StepOutput(0, torch.zeros(len(batch), 4), torch.zeros(len(batch))))
-        batch = next(stream)
+    batch = next(stream)  # nothing trained yet: no error
     with pytest.raises(Exception, match=r"ctx.signals.record"):
-        for _ in range(20):
-            next(stream)
+        for _ in range(20):  # steps observed but never recorded in the cache
+            strategy.observe(batch, StepOutput(0, torch.zeros(len(batch), 4), torch.zeros(len(batch))))
+            batch = next(stream)
 
 
 @pytest.mark.parametrize("budgeted", [False, True])

@@ -147,7 +147,7 @@ def test_bayesian_with_a_local_zero_shot_checkpoint(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["train-loss", "grad-norm", "rho-loss"])
-def test_reuse_within_scores_recent_candidates_from_the_cache_and_forwards_the_rest(name: str) -> None:
+def test_reuse_within_scores_recent_candidates_by_their_latest_training_or_selection_forward(name: str) -> None:
     ctx = _context()
     strategy = create_strategy(name, reuse_within=3)
     strategy.setup(ctx)
@@ -173,6 +173,18 @@ def test_reuse_within_scores_recent_candidates_from_the_cache_and_forwards_the_r
         shift = math.log(4) if name == "rho-loss" else 0.0
         torch.testing.assert_close(scores[:8], cached - shift)
         torch.testing.assert_close(scores[8:], fresh_loss - shift)
-    strategy.steps = 20  # now every cached value is too old: all forwarded
+    strategy.steps = 9  # the 12 forwarded at step 7 are recent now, the 8 trained at step 4 are not
+    ctx.model.train()
+    again = strategy.score(candidates)
+    assert ctx.log.forward_examples == 12 + 8
+    torch.testing.assert_close(again[8:], scores[8:])  # the latest selection forward's values, not forwarded again
+    resumed = create_strategy(name, reuse_within=3)
+    resumed.setup(ctx)
+    resumed.load_state_dict(strategy.state_dict())
+    if name == "rho-loss":
+        resumed.holdout_logits = strategy.holdout_logits
+    torch.testing.assert_close(resumed.score(candidates[8:]), again[8:])  # the memory survives a checkpoint
+    assert ctx.log.forward_examples == 12 + 8
+    strategy.steps = 20  # now every known value is too old: all forwarded
     strategy.score(candidates)
-    assert ctx.log.forward_examples == 12 + 20
+    assert ctx.log.forward_examples == 12 + 8 + 20

@@ -267,7 +267,8 @@ def methods() -> None:
     for spec in STRATEGIES.values():
         fields = spec.params.model_fields
         params = ", ".join(f"{k}={f.default!r}" for k, f in fields.items()) or "—"
-        signals = "training steps" if spec.reads_training_signals else "—"
+        signals = ("training steps" if spec.reads_training_signals
+                   else "with reuse_within" if "reuse_within" in fields else "—")
         rows.append([spec.name, spec.family, signals, ", ".join(capabilities(spec.name)) or "—", params,
                      spec.summary])
     typer.echo(tabulate(rows, headers=["strategy", "family", "signal cache", "declares", "parameters",

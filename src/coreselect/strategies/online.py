@@ -2,8 +2,9 @@
 scores them with one no-grad forward (eval mode), and trains on the best n_b (RHO-LOSS's protocol).
 n_b is the run's batch size, as for every other strategy (batch size is a training setting, not a property
 of a method); n_B = n_b / ``selection_ratio`` (0.1 by default: the papers' 32 of 320 is ``--batch-size 32``).
-``reuse_within=K`` scores a candidate (loss or ‖p − y‖₂) from the training-signal cache when its latest training
-forward is at most K steps old, and forwards only the others.
+``reuse_within=K`` scores a candidate (loss or ‖p − y‖₂) by its latest known value when that is at most K steps
+old, from the training-signal cache (its latest training forward) or from the strategy's own latest selection
+forward of it (the "latest known loss" of Loshchilov & Hutter), and forwards only the others.
 
 uniform, train-loss (highest CE), grad-norm (highest ‖p − y‖₂), grad-norm-is (n_b drawn with replacement,
 q ∝ ‖p − y‖₂, weights 1/(n_B·q) so that the batch gradient is unbiased), irreducible-loss (lowest loss
@@ -21,7 +22,7 @@ from pydantic import Field
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
-from coreselect.signals import logit_gradients, per_example_losses
+from coreselect.signals import TrainingSignals, logit_gradients, per_example_losses
 from coreselect.strategies.base import SeededStrategy
 from coreselect.strategies.passes import ShuffledPass
 from coreselect.strategies.protocol import Batch, StepOutput
@@ -36,7 +37,8 @@ class OnlineParams(StrategyParams):
     selection_ratio: float = Field(0.1, gt=0, le=1, description="n_b / n_B: the run's batch size over the "
                                    "candidates scored per step")
     reuse_within: int = Field(0, ge=0, description="score a candidate from the training-signal cache when its "
-                              "latest training forward is at most this many steps old (0: always forward)")
+                              "latest training or selection forward is at most this many steps old (0: always "
+                              "forward)")
 
 
 class OnlineSelection(SeededStrategy):
@@ -49,6 +51,7 @@ class OnlineSelection(SeededStrategy):
         super().__init__(params)
         self.stream = ShuffledPass()  # over the training set: positions are training indices
         self.steps = 0  # steps observed: the step the next batch is for
+        self.scored: TrainingSignals | None = None  # the latest selection forward of each example (reuse_within)
 
     @property
     def selected(self) -> int:
@@ -89,17 +92,28 @@ class OnlineSelection(SeededStrategy):
         raise NotImplementedError
 
     def signal(self, candidates: Tensor, kind: Literal["loss", "grad_norm"]) -> Tensor:
-        """Each candidate's loss (or ‖p − y‖₂), on the CPU: from the training-signal cache where its latest
-        training forward is at most ``reuse_within`` steps old, from one selection forward for the others."""
+        """Each candidate's loss (or ‖p − y‖₂), on the CPU: under ``reuse_within``, its latest known value where
+        that is at most ``reuse_within`` steps old (its latest training forward, from the training-signal cache, or
+        this strategy's latest selection forward of it); from one selection forward for the others."""
+        if not self.params.reuse_within:
+            logits, y = self.forward(candidates)
+            fresh = per_example_losses(logits, y) if kind == "loss" else logit_gradients(logits, y).norm(dim=1)
+            return fresh.float().cpu()
         cache = self.context.training_signals
-        values = (cache.loss if kind == "loss" else cache.grad_norm)[candidates.cpu()].clone()
-        forward = torch.ones(len(candidates), dtype=torch.bool)
-        if self.params.reuse_within:  # never trained on, or too long ago
-            last = cache.step[candidates.cpu()]
-            forward = (last < 0) | (last < self.steps - self.params.reuse_within)
+        if self.steps and not cache.steps_recorded:  # own forwards alone would freeze the scores at their first
+            raise InvalidInputError(f"{self.name} with reuse_within scores by the training-signal cache, which no "
+                                    "step has filled: call ctx.signals.record(...) after each step in your own "
+                                    "loop (the Trainer does), or set reuse_within=0")
+        if self.scored is None:
+            self.scored = TrainingSignals(len(self.context.train))
+        where = candidates.cpu()
+        values, last = latest_known([cache, self.scored], where, kind)
+        forward = (last < 0) | (last < self.steps - self.params.reuse_within)  # never seen, or too long ago
         if forward.any():
             logits, y = self.forward(candidates[forward])
-            fresh = per_example_losses(logits, y) if kind == "loss" else logit_gradients(logits, y).norm(dim=1)
+            losses = per_example_losses(logits, y)
+            self.scored.record(where[forward], logits, y, losses, self.steps)
+            fresh = losses if kind == "loss" else logit_gradients(logits, y).norm(dim=1)
             values[forward] = fresh.float().cpu()
         return values
 
@@ -114,12 +128,30 @@ class OnlineSelection(SeededStrategy):
         self.steps += 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), **self.stream.state_dict(), "steps": self.steps}
+        scored = None if self.scored is None else self.scored.state_dict()
+        return {"generator": self.generator.get_state(), **self.stream.state_dict(), "steps": self.steps,
+                "scored": scored}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         self.stream.load_state_dict(state)
         self.steps = state.get("steps", 0)
+        if state.get("scored") is not None:
+            self.scored = TrainingSignals(len(state["scored"]["loss"]))
+            self.scored.load_state_dict(state["scored"])
+
+
+def latest_known(sources: list[TrainingSignals], indices: Tensor, kind: Literal["loss", "grad_norm"]
+                 ) -> tuple[Tensor, Tensor]:
+    """Each example's most recent value of ``kind`` among ``sources`` and the step it is from (−1: none has it)."""
+    values = torch.full((len(indices),), float("nan"))
+    last = torch.full((len(indices),), -1, dtype=torch.long)
+    for source in sources:
+        step = source.step[indices]
+        newer = step > last
+        values[newer] = (source.loss if kind == "loss" else source.grad_norm)[indices][newer]
+        last = torch.maximum(last, step)
+    return values, last
 
 
 @register("uniform", family="online", params=OnlineParams, summary="n_b uniformly random of n_B candidates")
