@@ -185,6 +185,15 @@ def test_reuse_within_scores_recent_candidates_by_their_latest_training_or_selec
         resumed.holdout_logits = strategy.holdout_logits
     torch.testing.assert_close(resumed.score(candidates[8:]), again[8:])  # the memory survives a checkpoint
     assert ctx.log.forward_examples == 12 + 8
+    training_only = create_strategy(name, reuse_within=3, reuse_selection_forwards=False)
+    training_only.setup(ctx)
+    if name == "rho-loss":
+        training_only.holdout_logits = strategy.holdout_logits
+    training_only.steps = 9
+    forwarded = ctx.log.forward_examples
+    torch.testing.assert_close(training_only.score(candidates[8:]), again[8:])
+    training_only.score(candidates[8:])
+    assert ctx.log.forward_examples == forwarded + 24  # the cache only: forwarded again, every time
     strategy.steps = 20  # now every known value is too old: all forwarded
     strategy.score(candidates)
-    assert ctx.log.forward_examples == 12 + 8 + 20
+    assert ctx.log.forward_examples == forwarded + 24 + 20

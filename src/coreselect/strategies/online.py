@@ -4,7 +4,8 @@ n_b is the run's batch size, as for every other strategy (batch size is a traini
 of a method); n_B = n_b / ``selection_ratio`` (0.1 by default: the papers' 32 of 320 is ``--batch-size 32``).
 ``reuse_within=K`` scores a candidate (loss or ‖p − y‖₂) by its latest known value when that is at most K steps
 old, from the training-signal cache (its latest training forward) or from the strategy's own latest selection
-forward of it (the "latest known loss" of Loshchilov & Hutter), and forwards only the others.
+forward of it (the "latest known loss" of Loshchilov & Hutter; ``reuse_selection_forwards=False``: the cache only),
+and forwards only the others.
 
 uniform, train-loss (highest CE), grad-norm (highest ‖p − y‖₂), grad-norm-is (n_b drawn with replacement,
 q ∝ ‖p − y‖₂, weights 1/(n_B·q) so that the batch gradient is unbiased), irreducible-loss (lowest loss
@@ -39,6 +40,8 @@ class OnlineParams(StrategyParams):
     reuse_within: int = Field(0, ge=0, description="score a candidate from the training-signal cache when its "
                               "latest training or selection forward is at most this many steps old (0: always "
                               "forward)")
+    reuse_selection_forwards: bool = Field(True, description="under reuse_within, a candidate's latest selection "
+                                           "forward counts as known too (False: only its training forwards)")
 
 
 class OnlineSelection(SeededStrategy):
@@ -107,12 +110,14 @@ class OnlineSelection(SeededStrategy):
         if self.scored is None:
             self.scored = TrainingSignals(len(self.context.train))
         where = candidates.cpu()
-        values, last = latest_known([cache, self.scored], where, kind)
+        values, last = latest_known([cache, self.scored] if self.params.reuse_selection_forwards else [cache],
+                                    where, kind)
         forward = (last < 0) | (last < self.steps - self.params.reuse_within)  # never seen, or too long ago
         if forward.any():
             logits, y = self.forward(candidates[forward])
             losses = per_example_losses(logits, y)
-            self.scored.record(where[forward], logits, y, losses, self.steps)
+            if self.params.reuse_selection_forwards:
+                self.scored.record(where[forward], logits, y, losses, self.steps)
             fresh = losses if kind == "loss" else logit_gradients(logits, y).norm(dim=1)
             values[forward] = fresh.float().cpu()
         return values
