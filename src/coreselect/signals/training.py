@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from coreselect.errors import InvalidInputError
 from coreselect.signals.gradients import logit_gradients
 
 
@@ -35,6 +36,14 @@ class TrainingSignals:
         self.grad_norm[where] = logit_gradients(logits.detach(), targets).norm(dim=1).float().cpu()
         self.step[where] = step
         self.steps_recorded += 1
+
+    def require_recorded(self, reader: str, alternative: str = "") -> None:
+        """A clear error for ``reader``, which reads this cache after training, when no step has recorded into it
+        (a loop that trains without calling :meth:`record`): its scores would never change."""
+        if not self.steps_recorded:
+            raise InvalidInputError(f"{reader} scores by the training-signal cache, which no step has filled: call "
+                                    "ctx.signals.record(...) after each step in your own loop (the Trainer does)"
+                                    f"{alternative}")
 
     def seen(self) -> Tensor:
         """Which examples have been trained on at least once (bool, one per example)."""

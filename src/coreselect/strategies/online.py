@@ -98,29 +98,31 @@ class OnlineSelection(SeededStrategy):
         """Each candidate's loss (or ‖p − y‖₂), on the CPU: under ``reuse_within``, its latest known value where
         that is at most ``reuse_within`` steps old (its latest training forward, from the training-signal cache, or
         this strategy's latest selection forward of it); from one selection forward for the others."""
-        if not self.params.reuse_within:
-            logits, y = self.forward(candidates)
-            fresh = per_example_losses(logits, y) if kind == "loss" else logit_gradients(logits, y).norm(dim=1)
-            return fresh.float().cpu()
-        cache = self.context.training_signals
-        if self.steps and not cache.steps_recorded:  # own forwards alone would freeze the scores at their first
-            raise InvalidInputError(f"{self.name} with reuse_within scores by the training-signal cache, which no "
-                                    "step has filled: call ctx.signals.record(...) after each step in your own "
-                                    "loop (the Trainer does), or set reuse_within=0")
-        if self.scored is None:
-            self.scored = TrainingSignals(len(self.context.train))
         where = candidates.cpu()
-        values, last = latest_known([cache, self.scored] if self.params.reuse_selection_forwards else [cache],
-                                    where, kind)
+        values, last = latest_known(self.known_sources(), where, kind)  # none without reuse_within: all forwarded
         forward = (last < 0) | (last < self.steps - self.params.reuse_within)  # never seen, or too long ago
         if forward.any():
             logits, y = self.forward(candidates[forward])
             losses = per_example_losses(logits, y)
-            if self.params.reuse_selection_forwards:
+            if self.scored is not None:
                 self.scored.record(where[forward], logits, y, losses, self.steps)
             fresh = losses if kind == "loss" else logit_gradients(logits, y).norm(dim=1)
             values[forward] = fresh.float().cpu()
         return values
+
+    def known_sources(self) -> list[TrainingSignals]:
+        """Where a candidate's latest known value may come from: nothing (always forward) without
+        ``reuse_within``; else the training-signal cache and, under ``reuse_selection_forwards``, this strategy's
+        own selection forwards."""
+        p = self.params
+        if not p.reuse_within:
+            return []
+        cache = self.context.training_signals
+        if self.steps:  # own forwards alone would freeze the scores at their first
+            cache.require_recorded(f"{self.name} with reuse_within", ", or set reuse_within=0")
+        if p.reuse_selection_forwards and self.scored is None:
+            self.scored = TrainingSignals(len(self.context.train))
+        return [cache] if self.scored is None else [cache, self.scored]
 
     def forward(self, candidates: Tensor) -> tuple[Tensor, Tensor]:
         """Logits (eval mode, no grad) and targets of the candidates, counted as selection forwards."""

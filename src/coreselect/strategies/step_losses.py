@@ -7,7 +7,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from coreselect.errors import InvalidInputError
 from coreselect.strategies.epochs import EpochStrategy
 from coreselect.strategies.protocol import Batch, StepOutput
 from coreselect.strategies.registry import StrategyParams
@@ -25,10 +24,8 @@ class StepLossScored(EpochStrategy):
     def step_losses(self, unseen: float) -> Tensor:
         """The latest training loss of each example, ``unseen`` where it has not been trained on yet."""
         signals = self.context.training_signals
-        if self.trained and not signals.steps_recorded:
-            raise InvalidInputError(f"{self.name} scores by the training-signal cache, which no step has filled: "
-                                    "call ctx.signals.record(...) after each step in your own loop (the Trainer "
-                                    "does)")
+        if self.trained:
+            signals.require_recorded(self.name)
         return torch.where(signals.seen(), signals.loss, torch.full_like(signals.loss, unseen))
 
     def observe(self, batch: Batch, out: StepOutput) -> None:
