@@ -154,10 +154,9 @@ def latest_known(sources: list[TrainingSignals], indices: Tensor, kind: Literal[
     values = torch.full((len(indices),), float("nan"))
     last = torch.full((len(indices),), -1, dtype=torch.long)
     for source in sources:
-        step = source.step[indices]
+        step, value = source.step[indices], (source.loss if kind == "loss" else source.grad_norm)[indices]
         newer = step > last
-        values[newer] = (source.loss if kind == "loss" else source.grad_norm)[indices][newer]
-        last = torch.maximum(last, step)
+        values, last = torch.where(newer, value, values), torch.where(newer, step, last)
     return values, last
 
 
