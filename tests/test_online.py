@@ -197,3 +197,42 @@ def test_reuse_within_scores_recent_candidates_by_their_latest_training_or_selec
     strategy.steps = 20  # now every known value is too old: all forwarded
     strategy.score(candidates)
     assert ctx.log.forward_examples == forwarded + 24 + 20
+
+
+@pytest.mark.parametrize("name", ["train-loss", "rho-loss"])
+def test_unseen_first_takes_candidates_without_a_known_value_first_and_forwards_nothing(name: str) -> None:
+    ctx = _context()
+    strategy = create_strategy(name, reuse_within=1000, unseen="first")
+    strategy.setup(ctx)
+    if name == "rho-loss":
+        strategy.holdout_logits = torch.zeros(len(ctx.train), 4)
+    candidates = torch.arange(40)  # n_B = 32 / 0.1 would exceed them: choose from these 40
+    cached = torch.rand(30, generator=torch.Generator().manual_seed(3)) + 5.0
+    logits = torch.randn(30, 4, generator=torch.Generator().manual_seed(4))
+    ctx.signals.record(candidates[:30], logits, ctx.train.targets[:30], cached, step=0)
+    strategy.steps = 1
+    scores = strategy.score(candidates)
+    shift = math.log(4) if name == "rho-loss" else 0.0
+    torch.testing.assert_close(scores[:30], cached - shift)  # known: their latest training loss
+    assert torch.isinf(scores[30:]).all() and ctx.log.forward_examples == 0
+    chosen, _ = strategy.choose(candidates)  # the 10 unseen, then the 22 highest known losses
+    expected = torch.cat([torch.arange(30, 40), torch.topk(cached, 22).indices])
+    assert sorted(chosen.tolist()) == sorted(expected.tolist())
+
+
+def test_unseen_first_runs_without_a_selection_forward() -> None:
+    x, y = make_blobs(320, seed=8)
+    data = InMemoryDataset(torch.from_numpy(x), torch.from_numpy(y), 4)
+    strategy = create_strategy("train-loss", selection_ratio=0.5, reuse_within=1_000_000, unseen="first")
+    torch.manual_seed(0)
+    trainer = Trainer(create_model("mlp", (1, 8, 8), 4), strategy, data, data,
+                      TrainConfig(epochs=4, budget=0.5, eval_points=1, batch_size=16), progress_bar=False)
+    result = trainer.fit()
+    assert result.selection_forward_examples == 0 and result.test_accuracy > 0.5
+    assert trainer.context.training_signals.seen().all()  # two sets' worth trained, the unseen first
+    with pytest.raises(Exception, match="reuse_within > 0"):
+        create_strategy("train-loss", unseen="first")
+    with pytest.raises(Exception, match="unseen='forward'"):
+        create_strategy("grad-norm-is", reuse_within=10, unseen="first")
+    with pytest.raises(Exception, match="valid fields: selection_ratio, holdout_model"):
+        create_strategy("bayesian", reuse_within=10)  # scores by fresh forwards only: no such parameter

@@ -15,11 +15,12 @@ pass over the candidate stream, so budget 0.1 with n_b/n_B = 0.1 gives as many p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor
 
 from coreselect.errors import InvalidInputError
@@ -37,11 +38,27 @@ class OnlineParams(StrategyParams):
 
     selection_ratio: float = Field(0.1, gt=0, le=1, description="n_b / n_B: the run's batch size over the "
                                    "candidates scored per step")
+
+
+class KnownValueParams(OnlineParams):
+    """For the strategies that score a candidate by its loss or ‖p − y‖₂ (:meth:`OnlineSelection.signal`): how
+    long a known value stands in for a forward."""
+
     reuse_within: int = Field(0, ge=0, description="score a candidate from the training-signal cache when its "
                               "latest training or selection forward is at most this many steps old (0: always "
                               "forward)")
     reuse_selection_forwards: bool = Field(True, description="under reuse_within, a candidate's latest selection "
                                            "forward counts as known too (False: only its training forwards)")
+    unseen: Literal["forward", "first"] = Field("forward", description="under reuse_within, a candidate with no "
+                                                "known value: forwarded, or taken first (the step trains it and its "
+                                                "loss becomes known: no selection forward at all)")
+
+    @model_validator(mode="after")
+    def _unseen_needs_reuse(self) -> KnownValueParams:
+        if self.unseen == "first" and not self.reuse_within:
+            raise ValueError("unseen='first' takes candidates without a known value first, which needs known "
+                             "values: set reuse_within > 0 (e.g. 1000000: every value, however old)")
+        return self
 
 
 class OnlineSelection(SeededStrategy):
@@ -76,7 +93,7 @@ class OnlineSelection(SeededStrategy):
     def planned(self) -> list[Tensor]:
         """The candidate sets of the rest of the shuffled pass, which the next steps will gather (PlansBatches;
         none when some candidates are scored from the signal cache and only the others gathered)."""
-        if self.params.reuse_within or self.ctx is None:
+        if self.ctx is None or (isinstance(self.params, KnownValueParams) and self.params.reuse_within):
             return []
         return self.stream.ahead(self.candidate_count, whole=True)
 
@@ -98,9 +115,12 @@ class OnlineSelection(SeededStrategy):
         """Each candidate's loss (or ‖p − y‖₂), on the CPU: under ``reuse_within``, its latest known value where
         that is at most ``reuse_within`` steps old (its latest training forward, from the training-signal cache, or
         this strategy's latest selection forward of it); from one selection forward for the others."""
-        where = candidates.cpu()
+        p, where = self.known_value_params, candidates.cpu()
         values, last = latest_known(self.known_sources(), where, kind)  # none without reuse_within: all forwarded
-        forward = (last < 0) | (last < self.steps - self.params.reuse_within)  # never seen, or too long ago
+        forward = (last < 0) | (last < self.steps - p.reuse_within)  # never seen, or too long ago
+        if p.unseen == "first":  # ranked above every known value, trained, and known from then on
+            values[last < 0] = math.inf
+            forward &= last >= 0
         if forward.any():
             logits, y = self.forward(candidates[forward])
             losses = per_example_losses(logits, y)
@@ -110,11 +130,18 @@ class OnlineSelection(SeededStrategy):
             values[forward] = fresh.float().cpu()
         return values
 
+    @property
+    def known_value_params(self) -> KnownValueParams:
+        """The parameters of scoring by known values: a strategy that scores by :meth:`signal` declares them."""
+        if not isinstance(self.params, KnownValueParams):
+            raise TypeError(f"{type(self).__name__} scores by signal() but its parameters are not KnownValueParams")
+        return self.params
+
     def known_sources(self) -> list[TrainingSignals]:
         """Where a candidate's latest known value may come from: nothing (always forward) without
         ``reuse_within``; else the training-signal cache and, under ``reuse_selection_forwards``, this strategy's
         own selection forwards."""
-        p = self.params
+        p = self.known_value_params
         if not p.reuse_within:
             return []
         cache = self.context.training_signals
@@ -167,24 +194,39 @@ class Uniform(OnlineSelection):
         return candidates[: self.selected], None  # the stream is already shuffled
 
 
-@register("train-loss", family="online", params=OnlineParams, summary="the n_b candidates of highest loss")
+@register("train-loss", family="online", params=KnownValueParams, summary="the n_b candidates of highest loss")
 class TrainLoss(OnlineSelection):
+    params: KnownValueParams
 
     def score(self, candidates: Tensor) -> Tensor:
         return self.signal(candidates, "loss")
 
 
-@register("grad-norm", family="online", params=OnlineParams,
+@register("grad-norm", family="online", params=KnownValueParams,
           summary="the n_b candidates of largest logit-gradient norm ‖p − y‖₂")
 class GradNorm(OnlineSelection):
+    params: KnownValueParams
 
     def score(self, candidates: Tensor) -> Tensor:
         return self.signal(candidates, "grad_norm")
 
 
-@register("grad-norm-is", family="online", params=OnlineParams,
+class ImportanceParams(KnownValueParams):
+    """grad-norm-is draws by its scores, so every candidate needs a finite one."""
+
+    @model_validator(mode="after")
+    def _every_candidate_scored(self) -> ImportanceParams:
+        if self.unseen == "first":
+            raise ValueError("grad-norm-is draws candidates with probability ∝ ‖p − y‖₂, which a candidate taken "
+                             "first (no known value) does not have: use unseen='forward'")
+        return self
+
+
+@register("grad-norm-is", family="online", params=ImportanceParams,
           summary="n_b drawn with replacement ∝ ‖p − y‖₂, weighted 1/(n_B·q): unbiased importance sampling")
 class GradNormIS(GradNorm):
+    params: ImportanceParams
+
     def choose(self, candidates: Tensor) -> tuple[Tensor, Tensor | None]:
         q = importance_probabilities(self.score(candidates).cpu())
         drawn = torch.multinomial(q, self.selected, replacement=True, generator=self.generator)
@@ -201,6 +243,10 @@ class HoldoutParams(OnlineParams):
     holdout_model: str | None = Field(None, description="architecture trained on the holdout split "
                                       "(default: the target's)")
     holdout_epochs: int | None = Field(None, ge=1, description="its training epochs (default: the run's)")
+
+
+class RhoLossParams(HoldoutParams, KnownValueParams):
+    """RHO-LOSS scores by the loss (known values apply) and the holdout model."""
 
 
 class HoldoutScored(OnlineSelection):
@@ -246,12 +292,13 @@ class IrreducibleLoss(HoldoutScored):
         return -self.irreducible_loss(candidates)
 
 
-@register("rho-loss", family="online", params=HoldoutParams,
+@register("rho-loss", family="online", params=RhoLossParams,
           summary="the n_b candidates of highest reducible holdout loss: CE − irreducible loss (RHO-LOSS)")
 class RhoLoss(HoldoutScored):
+    params: RhoLossParams
 
     def score(self, candidates: Tensor) -> Tensor:
         return self.signal(candidates, "loss") - self.irreducible_loss(candidates)
 
 
-__all__ = ["HoldoutScored", "OnlineParams", "OnlineSelection", "importance_probabilities"]
+__all__ = ["HoldoutScored", "KnownValueParams", "OnlineParams", "OnlineSelection", "importance_probabilities"]
