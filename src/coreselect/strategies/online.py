@@ -5,7 +5,7 @@ of a method); n_B = n_b / ``selection_ratio`` (0.1 by default: the papers' 32 of
 ``reuse_within=K`` scores a candidate (loss or ‖p − y‖₂) by its latest known value when that is at most K steps
 old, from the training-signal cache (its latest training forward) or from the strategy's own latest selection
 forward of it (the "latest known loss" of Loshchilov & Hutter; ``reuse_selection_forwards=False``: the cache only),
-and forwards only the others.
+and forwards only the others; ``unseen="first"`` forwards none, ranking a candidate without a known value first.
 
 uniform, train-loss (highest CE), grad-norm (highest ‖p − y‖₂), grad-norm-is (n_b drawn with replacement,
 q ∝ ‖p − y‖₂, weights 1/(n_B·q) so that the batch gradient is unbiased), irreducible-loss (lowest loss
