@@ -16,8 +16,9 @@ from coreselect.data import InMemoryDataset, load_dataset, prepare_splits
 from coreselect.experiments import ResultStore, RunConfig, run_experiment
 from coreselect.models import create_model
 from coreselect.signals.laplace import KfacFactors, bayesian_score, logit_variance_and_factor, sample_logits
-from coreselect.strategies import Budget, Context, create_strategy
-from coreselect.train import TrainConfig, Trainer
+from coreselect.strategies import Batch, Budget, Context, StepOutput, create_strategy
+from coreselect.train import Callback, TrainConfig, Trainer
+from test_trainer import interrupted_and_resumed
 
 
 def _factors(d: int = 5, c: int = 3, seed: int = 0) -> KfacFactors:
@@ -236,3 +237,90 @@ def test_unseen_first_runs_without_a_selection_forward() -> None:
         create_strategy("grad-norm-is", reuse_within=10, unseen="first")
     with pytest.raises(Exception, match="valid fields: selection_ratio, holdout_model"):
         create_strategy("bayesian", reuse_within=10)  # scores by fresh forwards only: no such parameter
+
+
+def _known_loss_trainer(unseen: str, *, n: int = 320, plans: bool = True, checkpoint: Path | None = None,
+                        callbacks: tuple = ()) -> Trainer:
+    """train-loss by known losses on n blobs: n_b = 16 of n_B = 32, a pass of n // 32 steps."""
+    x, y = make_blobs(n, seed=8)
+    data = InMemoryDataset(torch.from_numpy(x), torch.from_numpy(y), 4)
+    strategy = create_strategy("train-loss", selection_ratio=0.5, reuse_within=1_000_000, unseen=unseen)
+    if not plans:
+        strategy.plans_passes = False  # every choice made at its step, as without planning
+    torch.manual_seed(0)
+    return Trainer(create_model("mlp", (1, 8, 8), 4), strategy, data, data,
+                   TrainConfig(epochs=6, budget=0.5, eval_points=4, batch_size=16), checkpoint_path=checkpoint,
+                   callbacks=list(callbacks), progress_bar=False)
+
+
+class _Batches(Callback):
+    def __init__(self) -> None:
+        self.indices: list[list[int]] = []
+
+    def on_step_end(self, trainer: Trainer, batch: Batch, out: StepOutput) -> None:
+        self.indices.append(batch.indices.tolist())
+
+
+@pytest.mark.parametrize("unseen", ["forward", "first"])
+def test_a_pass_planned_when_it_begins_chooses_what_each_step_would(unseen: str) -> None:
+    runs = {}
+    for plans in (True, False):
+        batches = _Batches()
+        trainer = _known_loss_trainer(unseen, plans=plans, callbacks=(batches,))
+        made_at_step: list[int] = []
+        choose = trainer.strategy.choose
+        trainer.strategy.choose = (  # type: ignore[method-assign]
+            lambda c, choose=choose, made=made_at_step: made.append(1) or choose(c))
+        result = trainer.fit()
+        runs[plans] = (batches.indices, result, trainer, len(made_at_step))
+    (planned, result, trainer, at_step), (stepwise, reference, reference_trainer, every) = runs[True], runs[False]
+    assert planned == stepwise and result.test_accuracy == reference.test_accuracy
+    assert result.selection_forward_examples == reference.selection_forward_examples
+    for a, b in zip(trainer.model.parameters(), reference_trainer.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert every == result.steps  # without a plan every choice is made at its step
+    assert at_step == (10 if unseen == "forward" else 0)  # with one, only the first pass's forwarded rows
+
+
+def test_a_pass_forwards_the_previous_passes_leftovers_together_when_it_begins() -> None:
+    trainer = _known_loss_trainer("forward", n=330)  # 10 candidate sets a pass, 10 examples left over
+    strategy = trainer.strategy
+    calls: list[tuple[int, int]] = []
+    forward = strategy.forward
+    strategy.forward = lambda c: calls.append((strategy.steps, len(c))) or forward(c)  # type: ignore[method-assign]
+    result = trainer.fit()
+    assert calls[:10] == [(step, 32) for step in range(10)]  # the first pass: every candidate set forwarded
+    later = calls[10:]
+    assert later and all(step % 10 == 0 and 0 < size < 32 for step, size in later)  # one forward when a pass begins
+    assert len({step for step, _ in later}) == len(later)
+    assert result.selection_forward_examples == sum(size for _, size in calls) <= 330  # each example once
+
+
+def test_an_interrupted_planned_run_resumes_to_the_same_result(tmp_path: Path) -> None:
+    straight, resumed = interrupted_and_resumed(lambda **kw: _known_loss_trainer("forward", n=330, **kw),
+                                                tmp_path / "run.pt")
+    assert resumed.state.step > 0
+    for a, b in zip(resumed.model.parameters(), straight.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["rho-loss", "irreducible-loss", "grad-norm"])
+def test_a_planned_pass_equals_choosing_each_candidate_set_alone(name: str) -> None:
+    ctx = _context()
+    params = {} if name == "irreducible-loss" else {"reuse_within": 1000, "unseen": "first"}
+    strategy = create_strategy(name, selection_ratio=0.25, **params)
+    strategy.setup(ctx)
+    if name != "grad-norm":
+        strategy.holdout_logits = torch.randn(len(ctx.train), 4, generator=torch.Generator().manual_seed(5))
+    known = torch.arange(0, 400, 3)  # a third of the examples known, the others never seen (ranked first)
+    logits = torch.randn(len(known), 4, generator=torch.Generator().manual_seed(6))
+    ctx.signals.record(known, logits, ctx.train.targets[known], torch.rand(len(known)), step=0)
+    strategy.steps = 1
+    first = strategy.candidates()
+    plan = strategy.plan_pass(first, 0)
+    rows = [first, *strategy.stream.ahead(len(first), whole=True)]
+    assert len(plan.chosen) == len(rows) == 400 // 128
+    for j, row in enumerate(rows):
+        chosen = plan.choice(j * len(first))
+        assert chosen is not None and chosen.tolist() == strategy.choose(row)[0].tolist()
+    assert ctx.log.forward_examples == 0

@@ -7,6 +7,13 @@ old, from the training-signal cache (its latest training forward) or from the st
 forward of it (the "latest known loss" of Loshchilov & Hutter; ``reuse_selection_forwards=False``: the cache only),
 and forwards only the others; ``unseen="first"`` forwards none, ranking a candidate without a known value first.
 
+A strategy that keeps the top n_b of scores from known values and per-example constants (train-loss, grad-norm,
+rho-loss under ``reuse_within``; irreducible-loss always) makes a pass's choices when the pass begins, in one
+batched sort: a candidate's known value cannot change before its step, since an example is a candidate once a
+pass and only candidates are trained or forwarded. Rows that need a forward at their step (a candidate never
+seen, or known too long ago) are chosen at their step as before; a new pass's never-seen candidates, when fewer
+than a step's (the examples the previous pass left over), are forwarded together when it begins.
+
 uniform, train-loss (highest CE), grad-norm (highest ‖p − y‖₂), grad-norm-is (n_b drawn with replacement,
 q ∝ ‖p − y‖₂, weights 1/(n_B·q) so that the batch gradient is unbiased), irreducible-loss (lowest loss
 under a model trained on the holdout split), rho-loss (highest CE − irreducible loss). An epoch is one
@@ -17,7 +24,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any, Literal
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -61,17 +70,46 @@ class KnownValueParams(OnlineParams):
         return self
 
 
+SignalKind = Literal["loss", "grad_norm"]
+
+
+@dataclass
+class PassPlan:
+    """The choices of the rest of a pass, made when it began: row j is the candidate set taken at stream position
+    ``first + j·width``; ``chosen[j]`` is its choice, or None where it is made at its step."""
+
+    first: int
+    width: int
+    chosen: list[Tensor | None]
+
+    def choice(self, position: int) -> Tensor | None:
+        """The choice made for the candidates taken at stream position ``position``, if one was made."""
+        row, offset = divmod(position - self.first, self.width)
+        return self.chosen[row] if not offset and 0 <= row < len(self.chosen) else None
+
+
+def top_rows(scores: Tensor, count: int) -> Tensor:
+    """Positions of the ``count`` highest scores of each row, highest first; ties go to the earlier position (a
+    stable sort: the same choice for a row whether it is sorted alone or with others)."""
+    return torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :count]
+
+
 class OnlineSelection(SeededStrategy):
     """The candidate stream and top-n_b selection; subclasses score candidates (higher is kept)."""
 
     name = "online"
     params: OnlineParams
+    #: the per-example value its score reads (a loss or ‖p − y‖₂: known values apply), None if it reads none
+    signal_kind: ClassVar[SignalKind | None] = None
+    #: its choice is the n_b highest of :meth:`score_values`: a pass's choices can be made when it begins
+    top_of_values: ClassVar[bool] = False
 
     def __init__(self, params: OnlineParams | None = None) -> None:
         super().__init__(params)
         self.stream = ShuffledPass()  # over the training set: positions are training indices
         self.steps = 0  # steps observed: the step the next batch is for
         self.scored: TrainingSignals | None = None  # the latest selection forward of each example (reuse_within)
+        self.plan: PassPlan | None = None  # derived state: remade from the stream and the known values on resume
 
     @property
     def selected(self) -> int:
@@ -88,6 +126,7 @@ class OnlineSelection(SeededStrategy):
         size = self.candidate_count
         if self.stream.remaining < size:
             self.stream.shuffle(len(self.context.train), self.generator)
+            self.plan = None
         return self.stream.take(size)
 
     def planned(self) -> list[Tensor]:
@@ -99,36 +138,91 @@ class OnlineSelection(SeededStrategy):
 
     def batches(self) -> Iterator[Batch]:
         while True:
-            indices, weights = self.choose(self.candidates())
+            candidates = self.candidates()
+            planned = self.planned_choice(candidates)
+            indices, weights = (planned, None) if planned is not None else self.choose(candidates)
             yield Batch(indices, weights)
 
     def choose(self, candidates: Tensor) -> tuple[Tensor, Tensor | None]:
         """The n_b highest-scoring candidates (no weights)."""
-        scores = self.score(candidates)
-        top = torch.topk(scores.cpu(), min(self.selected, len(candidates))).indices
-        return candidates[top], None
+        scores = self.score(candidates).cpu()
+        return candidates[top_rows(scores, min(self.selected, len(candidates)))], None
 
     def score(self, candidates: Tensor) -> Tensor:
+        """Each candidate's score: :meth:`score_values` of its :meth:`signal` (when the strategy reads one)."""
+        kind = self.signal_kind
+        return self.score_values(None if kind is None else self.signal(candidates, kind), candidates)
+
+    def score_values(self, values: Tensor | None, candidates: Tensor) -> Tensor:
+        """The scores of ``candidates`` (any shape) given their values of ``signal_kind`` (same shape)."""
         raise NotImplementedError
 
-    def signal(self, candidates: Tensor, kind: Literal["loss", "grad_norm"]) -> Tensor:
+    @cached_property
+    def plans_passes(self) -> bool:
+        """Whether this strategy makes a pass's choices when the pass begins (see the module's docstring)."""
+        if not self.top_of_values:
+            return False
+        return self.signal_kind is None or bool(self.known_value_params.reuse_within)
+
+    def planned_choice(self, candidates: Tensor) -> Tensor | None:
+        """The choice planned for ``candidates``, just taken from the stream (planning the pass if it is not yet),
+        or None when it is to be made now."""
+        if not self.plans_passes:
+            return None
+        position = self.stream.cursor - len(candidates)
+        if self.plan is None:
+            self.plan = self.plan_pass(candidates, position)
+        return self.plan.choice(position)
+
+    def plan_pass(self, current: Tensor, position: int) -> PassPlan:
+        """The choices of ``current`` and of the pass's later candidate sets whose candidates all have a score
+        that needs no forward at their step (``position``: where ``current`` begins in the stream)."""
+        rows = torch.stack([current, *self.stream.ahead(len(current), whole=True)]).cpu()
+        flat = rows.flatten()
+        values, ready = None, torch.ones(len(rows), dtype=torch.bool)
+        if self.signal_kind is not None:
+            at = self.steps + torch.arange(len(rows)).repeat_interleave(rows.shape[1])  # the step of each row
+            values, last, forward = self.known(flat, at, self.signal_kind)
+            unseen = (forward & (last < 0)).nonzero().squeeze(1)
+            if self.scored is not None and 0 < len(unseen) < rows.shape[1]:  # the previous pass's leftovers
+                values[unseen] = self.forwarded_values(flat[unseen], self.signal_kind)
+                forward[unseen] = False
+            ready = ~forward.view(rows.shape).any(dim=1)
+        scores = self.score_values(values, flat).view(rows.shape)
+        chosen = rows.gather(1, top_rows(scores, min(self.selected, rows.shape[1])))
+        return PassPlan(position, rows.shape[1],
+                        [row if made else None for row, made in zip(chosen.unbind(0), ready.tolist(), strict=True)])
+
+    def signal(self, candidates: Tensor, kind: SignalKind) -> Tensor:
         """Each candidate's loss (or ‖p − y‖₂), on the CPU: under ``reuse_within``, its latest known value where
         that is at most ``reuse_within`` steps old (its latest training forward, from the training-signal cache, or
         this strategy's latest selection forward of it); from one selection forward for the others."""
-        p, where = self.known_value_params, candidates.cpu()
+        where = candidates.cpu()
+        values, _, forward = self.known(where, self.steps, kind)
+        if forward.any():
+            values[forward] = self.forwarded_values(where[forward], kind)
+        return values
+
+    def known(self, where: Tensor, at: Tensor | int, kind: SignalKind) -> tuple[Tensor, Tensor, Tensor]:
+        """For training indices ``where`` to be scored at steps ``at``: their latest known values (+inf for one
+        never seen under ``unseen="first"``), the steps those are from (−1: none), and which need a forward."""
+        p = self.known_value_params
         values, last = latest_known(self.known_sources(), where, kind)  # none without reuse_within: all forwarded
-        forward = (last < 0) | (last < self.steps - p.reuse_within)  # never seen, or too long ago
+        forward = (last < 0) | (last < at - p.reuse_within)  # never seen, or too long ago
         if p.unseen == "first":  # ranked above every known value, trained, and known from then on
             values[last < 0] = math.inf
             forward &= last >= 0
-        if forward.any():
-            logits, y = self.forward(candidates[forward])
-            losses = per_example_losses(logits, y)
-            if self.scored is not None:
-                self.scored.record(where[forward], logits, y, losses, self.steps)
-            fresh = losses if kind == "loss" else logit_gradients(logits, y).norm(dim=1)
-            values[forward] = fresh.float().cpu()
-        return values
+        return values, last, forward
+
+    def forwarded_values(self, where: Tensor, kind: SignalKind) -> Tensor:
+        """The values of ``kind`` from one selection forward of training indices ``where`` (remembered under
+        ``reuse_selection_forwards``)."""
+        logits, y = self.forward(where)
+        losses = per_example_losses(logits, y)
+        if self.scored is not None:
+            self.scored.record(where, logits, y, losses, self.steps)
+        fresh = losses if kind == "loss" else logit_gradients(logits, y).norm(dim=1)
+        return fresh.float().cpu()
 
     @property
     def known_value_params(self) -> KnownValueParams:
@@ -169,14 +263,14 @@ class OnlineSelection(SeededStrategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         self.stream.load_state_dict(state)
+        self.plan = None
         self.steps = state.get("steps", 0)
         if state.get("scored") is not None:
             self.scored = TrainingSignals(len(state["scored"]["loss"]))
             self.scored.load_state_dict(state["scored"])
 
 
-def latest_known(sources: list[TrainingSignals], indices: Tensor, kind: Literal["loss", "grad_norm"]
-                 ) -> tuple[Tensor, Tensor]:
+def latest_known(sources: list[TrainingSignals], indices: Tensor, kind: SignalKind) -> tuple[Tensor, Tensor]:
     """Each example's most recent value of ``kind`` among ``sources`` and the step it is from (−1: none has it)."""
     values = torch.full((len(indices),), float("nan"))
     last = torch.full((len(indices),), -1, dtype=torch.long)
@@ -197,18 +291,24 @@ class Uniform(OnlineSelection):
 @register("train-loss", family="online", params=KnownValueParams, summary="the n_b candidates of highest loss")
 class TrainLoss(OnlineSelection):
     params: KnownValueParams
+    signal_kind = "loss"
+    top_of_values = True
 
-    def score(self, candidates: Tensor) -> Tensor:
-        return self.signal(candidates, "loss")
+    def score_values(self, values: Tensor | None, candidates: Tensor) -> Tensor:
+        assert values is not None
+        return values
 
 
 @register("grad-norm", family="online", params=KnownValueParams,
           summary="the n_b candidates of largest logit-gradient norm ‖p − y‖₂")
 class GradNorm(OnlineSelection):
     params: KnownValueParams
+    signal_kind = "grad_norm"
+    top_of_values = True
 
-    def score(self, candidates: Tensor) -> Tensor:
-        return self.signal(candidates, "grad_norm")
+    def score_values(self, values: Tensor | None, candidates: Tensor) -> Tensor:
+        assert values is not None
+        return values
 
 
 class ImportanceParams(KnownValueParams):
@@ -226,6 +326,7 @@ class ImportanceParams(KnownValueParams):
           summary="n_b drawn with replacement ∝ ‖p − y‖₂, weighted 1/(n_B·q): unbiased importance sampling")
 class GradNormIS(GradNorm):
     params: ImportanceParams
+    top_of_values = False  # draws by its scores
 
     def choose(self, candidates: Tensor) -> tuple[Tensor, Tensor | None]:
         q = importance_probabilities(self.score(candidates).cpu())
@@ -277,8 +378,9 @@ class HoldoutScored(OnlineSelection):
         if self.holdout_logits is None:
             raise InvalidInputError(f"strategy {self.name!r} needs the holdout model's logits: run it with "
                                     "`coreselect train --holdout 0.5` or call provide() first")
-        targets = self.context.train.targets[candidates.to(self.context.train.device)].cpu()
-        return per_example_losses(self.holdout_logits[candidates.cpu()], targets)
+        where = candidates.cpu().flatten()
+        targets = self.context.train.targets[where.to(self.context.train.device)].cpu()
+        return per_example_losses(self.holdout_logits[where], targets).view(candidates.shape)
 
     def metrics(self) -> dict[str, float]:
         return {"proxy_s": self.proxy_seconds}
@@ -287,8 +389,9 @@ class HoldoutScored(OnlineSelection):
 @register("irreducible-loss", family="online", params=HoldoutParams,
           summary="the n_b candidates of lowest loss under a model trained on the holdout split")
 class IrreducibleLoss(HoldoutScored):
+    top_of_values = True
 
-    def score(self, candidates: Tensor) -> Tensor:
+    def score_values(self, values: Tensor | None, candidates: Tensor) -> Tensor:
         return -self.irreducible_loss(candidates)
 
 
@@ -296,9 +399,12 @@ class IrreducibleLoss(HoldoutScored):
           summary="the n_b candidates of highest reducible holdout loss: CE − irreducible loss (RHO-LOSS)")
 class RhoLoss(HoldoutScored):
     params: RhoLossParams
+    signal_kind = "loss"
+    top_of_values = True
 
-    def score(self, candidates: Tensor) -> Tensor:
-        return self.signal(candidates, "loss") - self.irreducible_loss(candidates)
+    def score_values(self, values: Tensor | None, candidates: Tensor) -> Tensor:
+        assert values is not None
+        return values - self.irreducible_loss(candidates)
 
 
 __all__ = ["HoldoutScored", "KnownValueParams", "OnlineParams", "OnlineSelection", "importance_probabilities"]
