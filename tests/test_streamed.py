@@ -348,11 +348,14 @@ def test_a_gather_within_the_last_one_reads_nothing(monkeypatch: pytest.MonkeyPa
     assert torch.equal(view[torch.tensor([63 - 40])][0], torch.from_numpy(images.x[[40]]))
 
 
-@pytest.mark.parametrize("name", ["train-loss", "crest", "random"])
-def test_planned_batches_are_the_gathers_the_strategy_makes_next(name: str) -> None:
+@pytest.mark.parametrize(("name", "params"), [("train-loss", {}), ("crest", {}), ("random", {}),
+                                            ("train-loss", {"selection_ratio": 0.5, "reuse_within": 1000,
+                                                            "unseen": "first"})])
+def test_planned_batches_are_the_gathers_the_strategy_makes_next(name: str, params: dict) -> None:
     images = _Images(200)
     data = InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), 3)
-    strategy = create_strategy(name)
+    strategy = create_strategy(name, **params)
+    planned_pass = bool(params)  # its choices made when the pass began: the trainer gathers each batch itself
     strategy.setup(Context(model=create_model("mlp", (1, 8, 8), 3), train=data, budget=Budget(0.5, 4, 200, 8)))
     gathered: list[Tensor] = []
     original = InMemoryDataset.__getitem__
@@ -367,6 +370,6 @@ def test_planned_batches_are_the_gathers_the_strategy_makes_next(name: str) -> N
             out = StepOutput(0, torch.zeros(len(batch), 3), torch.ones(len(batch)))
             strategy.observe(batch, out)
             batch = next(stream)
-            if name != "train-loss":
+            if name != "train-loss" or planned_pass:
                 gathered.append(batch.indices)  # the trainer gathers the batch itself
     assert [g.tolist() for g in gathered[: len(plan)]] == [p.tolist() for p in plan[: len(gathered)]]

@@ -87,6 +87,16 @@ class PassPlan:
         row, offset = divmod(position - self.first, self.width)
         return self.chosen[row] if not offset and 0 <= row < len(self.chosen) else None
 
+    def upcoming(self, position: int) -> list[Tensor]:
+        """The choices made for the candidate sets from stream position ``position`` on, up to the first not made."""
+        row, offset = divmod(position - self.first, self.width)
+        made: list[Tensor] = []
+        for chosen in self.chosen[max(row, 0):] if not offset else []:
+            if chosen is None:
+                break
+            made.append(chosen)
+        return made
+
 
 def top_rows(scores: Tensor, count: int) -> Tensor:
     """Positions of the ``count`` highest scores of each row, highest first; ties go to the earlier position (a
@@ -130,9 +140,15 @@ class OnlineSelection(SeededStrategy):
         return self.stream.take(size)
 
     def planned(self) -> list[Tensor]:
-        """The candidate sets of the rest of the shuffled pass, which the next steps will gather (PlansBatches;
-        none when some candidates are scored from the signal cache and only the others gathered)."""
-        if self.ctx is None or (isinstance(self.params, KnownValueParams) and self.params.reuse_within):
+        """What the next steps will gather (PlansBatches): the choices already made for the pass's next candidate
+        sets, up to the first that is made at its step, when the strategy plans its passes; else the candidate
+        sets of the rest of the pass, or none when some candidates are scored from the signal cache and only the
+        others gathered."""
+        if self.ctx is None:
+            return []
+        if self.plans_passes:
+            return [] if self.plan is None else self.plan.upcoming(self.stream.cursor)
+        if isinstance(self.params, KnownValueParams) and self.params.reuse_within:
             return []
         return self.stream.ahead(self.candidate_count, whole=True)
 
