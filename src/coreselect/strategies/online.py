@@ -170,8 +170,11 @@ class OnlineSelection(SeededStrategy):
         return self.score_values(None if kind is None else self.signal(candidates, kind), candidates)
 
     def score_values(self, values: Tensor | None, candidates: Tensor) -> Tensor:
-        """The scores of ``candidates`` (any shape) given their values of ``signal_kind`` (same shape)."""
-        raise NotImplementedError
+        """The scores of ``candidates`` (any shape) given their values of ``signal_kind`` (same shape): by default
+        the values themselves."""
+        if values is None:
+            raise NotImplementedError(f"{type(self).__name__} reads no signal: it scores by score_values or score")
+        return values
 
     @cached_property
     def plans_passes(self) -> bool:
@@ -310,10 +313,6 @@ class TrainLoss(OnlineSelection):
     signal_kind = "loss"
     top_of_values = True
 
-    def score_values(self, values: Tensor | None, candidates: Tensor) -> Tensor:
-        assert values is not None
-        return values
-
 
 @register("grad-norm", family="online", params=KnownValueParams,
           summary="the n_b candidates of largest logit-gradient norm ‖p − y‖₂")
@@ -321,10 +320,6 @@ class GradNorm(OnlineSelection):
     params: KnownValueParams
     signal_kind = "grad_norm"
     top_of_values = True
-
-    def score_values(self, values: Tensor | None, candidates: Tensor) -> Tensor:
-        assert values is not None
-        return values
 
 
 class ImportanceParams(KnownValueParams):
