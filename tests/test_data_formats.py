@@ -168,3 +168,20 @@ def test_real_fashion_mnist() -> None:
     assert splits.train.input_shape == (1, 28, 28)
     assert splits.train.class_counts().tolist() == [6000] * 10
     assert abs(float(splits.train.inputs.mean())) < 1e-4 and abs(float(splits.train.inputs.std()) - 1) < 1e-3
+
+
+def test_in_memory_rows_are_those_of_plain_indexing() -> None:
+    from coreselect.data import InMemoryDataset
+
+    x = torch.randn(50, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 4, (50,), generator=torch.Generator().manual_seed(1))
+    data = InMemoryDataset(x, y, 4)
+    ways = [torch.tensor([3, 1, 3, 49]), torch.tensor([3, -1, 0]), torch.arange(50) % 7 == 0, slice(2, 9), [4, 5],
+            torch.tensor(7), torch.zeros(0, dtype=torch.long), torch.tensor([2, 5], dtype=torch.int32)]
+    for indices in ways:  # the index_select path, the negative index it leaves to [], masks, slices, lists
+        plain = torch.as_tensor(indices) if isinstance(indices, list) else indices
+        inputs, targets = data[indices]
+        assert torch.equal(inputs, x[plain]) and torch.equal(targets, y[plain])
+    assert torch.equal(torch.cat(list(data.chunks(3, torch.tensor([9, 0, 4, 4, 1])))), x[[9, 0, 4, 4, 1]])
+    with pytest.raises(IndexError):
+        data[torch.tensor([50])]
