@@ -15,7 +15,13 @@ from conftest import assert_resumes_exact_stream, make_blobs
 from coreselect.data import InMemoryDataset, load_dataset, prepare_splits
 from coreselect.experiments import ResultStore, RunConfig, run_experiment
 from coreselect.models import create_model
-from coreselect.signals.laplace import KfacFactors, bayesian_score, logit_variance_and_factor, sample_logits
+from coreselect.signals.laplace import (
+    KfacFactors,
+    bayesian_score,
+    logit_variance_and_factor,
+    sample_logits,
+    target_log_probs,
+)
 from coreselect.strategies import Batch, Budget, Context, StepOutput, create_strategy
 from coreselect.train import Callback, TrainConfig, Trainer
 from test_trainer import interrupted_and_resumed
@@ -65,7 +71,7 @@ def test_bayesian_score_equals_its_definition() -> None:
     g = torch.Generator().manual_seed(4)
     samples, val_logits, targets, alpha = torch.randn(6, 4, 3, generator=g), torch.randn(4, 3, generator=g), \
         torch.tensor([0, 2, 1, 2]), 0.3
-    got = bayesian_score(samples, val_logits, targets, alpha)
+    got = bayesian_score(samples, target_log_probs(val_logits, targets), targets, alpha)
     for i in range(4):
         probs = [math.exp(samples[s, i, targets[i]]) / sum(math.exp(v) for v in samples[s, i]) for s in range(6)]
         val_prob = math.exp(val_logits[i, targets[i]]) / sum(math.exp(v) for v in val_logits[i])
@@ -324,3 +330,17 @@ def test_a_planned_pass_equals_choosing_each_candidate_set_alone(name: str) -> N
         chosen = plan.choice(j * len(first))
         assert chosen is not None and chosen.tolist() == strategy.choose(row)[0].tolist()
     assert ctx.log.forward_examples == 0
+
+
+def test_holdout_constants_are_each_candidates_own_and_follow_a_new_holdout_model() -> None:
+    ctx = _context()
+    strategy = create_strategy("rho-loss")
+    strategy.setup(ctx)
+    for seed in (7, 8):  # a second holdout model replaces the first's constants
+        strategy.holdout_logits = torch.randn(len(ctx.train), 4, generator=torch.Generator().manual_seed(seed)) * 3
+        candidates = torch.randperm(len(ctx.train), generator=torch.Generator().manual_seed(seed))[:60].view(6, 10)
+        logits, targets = strategy.holdout_logits[candidates], ctx.train.targets[candidates]
+        expected = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(6, 10)
+        torch.testing.assert_close(strategy.irreducible_loss(candidates), expected, rtol=0, atol=0)
+        log_p = torch.log_softmax(logits.double(), dim=2).gather(2, targets[..., None]).squeeze(2)
+        torch.testing.assert_close(strategy.holdout_log_probs()[candidates], log_p, rtol=0, atol=0)

@@ -89,7 +89,7 @@ def test_forward_in_batches_matches_one_pass_and_restores_mode() -> None:
 
 
 def test_bayesian_closed_form_matches_monte_carlo_at_small_posterior_noise() -> None:
-    from coreselect.signals.laplace import bayesian_score, bayesian_score_closed_form, sample_logits
+    from coreselect.signals.laplace import bayesian_score, bayesian_score_closed_form, sample_logits, target_log_probs
 
     g = torch.Generator().manual_seed(0)
     n, c = 6, 4
@@ -101,8 +101,9 @@ def test_bayesian_closed_form_matches_monte_carlo_at_small_posterior_noise() -> 
     for scale in (0.1, 1.0):
         variance = scale * torch.rand(n, generator=g, dtype=torch.float64)
         samples = sample_logits(logits, variance, inv_chol_t, 400_000, torch.Generator().manual_seed(1))
-        monte_carlo = bayesian_score(samples, val, targets, alpha=0.2)
-        closed = bayesian_score_closed_form(logits, variance, inv_chol_t, val, targets, alpha=0.2)
-        mean_only = bayesian_score(logits[None], val, targets, alpha=0.2)
+        val_log_p = target_log_probs(val, targets)
+        monte_carlo = bayesian_score(samples, val_log_p, targets, alpha=0.2)
+        closed = bayesian_score_closed_form(logits, variance, inv_chol_t, val_log_p, targets, alpha=0.2)
+        mean_only = bayesian_score(logits[None], val_log_p, targets, alpha=0.2)
         # second order in the noise: an error far below the posterior's own effect on the score
         assert (closed - monte_carlo).abs().max() < 0.1 * (mean_only - monte_carlo).abs().max()

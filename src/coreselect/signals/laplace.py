@@ -80,19 +80,27 @@ def sample_logits(logits: Tensor, variance: Tensor, inv_chol_t: Tensor, samples:
     return logits.float()[None] + variance.float().to(logits.device).sqrt()[None, :, None] * noise
 
 
-def bayesian_score(sampled_logits: Tensor, validation_logits: Tensor, targets: Tensor, alpha: float) -> Tensor:
-    """The per-example score a(x, y) of the module docstring, from [S, n, C] samples and [n, C] f̃."""
+def target_log_probs(logits: Tensor, targets: Tensor) -> Tensor:
+    """log softmax(f̃)_y of each row, in float64: a validation model's log-probability of each label (a constant
+    of the example, so a strategy may compute it once for the whole training set)."""
+    return torch.log_softmax(logits.double(), dim=1).gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def bayesian_score(sampled_logits: Tensor, validation_log_p: Tensor, targets: Tensor, alpha: float) -> Tensor:
+    """The per-example score a(x, y) of the module docstring, from [S, n, C] samples and the validation model's
+    log-probability of each label, [n] (:func:`target_log_probs`)."""
     index = targets.view(1, -1, 1).expand(sampled_logits.shape[0], -1, 1)
     log_p = torch.log_softmax(sampled_logits.float(), dim=2).gather(2, index).squeeze(2)  # [S, n]
-    log_p_val = torch.log_softmax(validation_logits.float(), dim=1).gather(1, targets.view(-1, 1)).squeeze(1)
     log_mean_p = torch.logsumexp(log_p, dim=0) - math.log(log_p.shape[0])
+    log_p_val = validation_log_p.float().to(log_p.device)
     return alpha * log_p.mean(0) + (1 - alpha) * log_p_val - log_mean_p
 
 
-def bayesian_score_closed_form(logits: Tensor, variance: Tensor, inv_chol_t: Tensor, validation_logits: Tensor,
+def bayesian_score_closed_form(logits: Tensor, variance: Tensor, inv_chol_t: Tensor, validation_log_p: Tensor,
                                targets: Tensor, alpha: float) -> Tensor:
     """The score a(x, y) without samples: both expectations over the posterior to second order in the logit
-    noise (module docstring); ``variance`` = hᵀV⁻¹h per row, ``inv_chol_t`` = L_U^{−T} (Σ = L_U^{−T}L_U^{−1})."""
+    noise (module docstring); ``variance`` = hᵀV⁻¹h per row, ``inv_chol_t`` = L_U^{−T} (Σ = L_U^{−T}L_U^{−1}),
+    ``validation_log_p`` the validation model's log-probability of each label (:func:`target_log_probs`)."""
     y = targets.view(-1, 1)
     inv = inv_chol_t.double().to(logits.device)
     sigma = inv @ inv.T
@@ -107,5 +115,5 @@ def bayesian_score_closed_form(logits: Tensor, variance: Tensor, inv_chol_t: Ten
     half_v = 0.5 * variance.double().to(logits.device)
     expected_log_p = log_p - half_v * curvature
     log_expected_p = log_p + torch.log1p((half_v * (spread - curvature)).clamp_min(-0.99))
-    log_p_val = torch.log_softmax(validation_logits.double(), dim=1).gather(1, y).squeeze(1)
+    log_p_val = validation_log_p.double().to(logits.device)
     return (alpha * expected_log_p + (1 - alpha) * log_p_val - log_expected_p).float()

@@ -28,6 +28,7 @@ from coreselect.signals.laplace import (
     bayesian_score_closed_form,
     logit_variance_and_factor,
     sample_logits,
+    target_log_probs,
 )
 from coreselect.strategies.online import HoldoutParams, HoldoutScored
 from coreselect.strategies.protocol import Batch, Context, StepOutput
@@ -76,14 +77,16 @@ class BayesianSelection(HoldoutScored):
     def request_for(cls, params: BayesianParams) -> ProxyRequest | None:  # type: ignore[override]
         return super().request_for(params) if params.validation == "holdout" else None
 
-    def validation_logits(self, candidates: Tensor, inputs: Tensor) -> Tensor:
+    def validation_log_probs(self, candidates: Tensor, inputs: Tensor, targets: Tensor) -> Tensor:
+        """The validation model's log-probability of each candidate's label: the zero-shot model's from its
+        forward, or the holdout model's, computed once for the training set and looked up."""
         if self.zero_shot is not None:
             with torch.no_grad():
-                return self.zero_shot(inputs).float()
+                return target_log_probs(self.zero_shot(inputs).float(), targets)
         if self.holdout_logits is None:
             raise InvalidInputError("strategy 'bayesian' needs a validation model: run it with `coreselect train "
                                     "--holdout 0.5`, call provide(), or use validation=zero_shot")
-        return self.holdout_logits[candidates.cpu()].to(inputs.device)
+        return self.holdout_log_probs()[candidates.cpu()].to(inputs.device)
 
     def score(self, candidates: Tensor) -> Tensor:
         """Scores of the candidates; in a distributed job each rank scores its contiguous part (forward, posterior
@@ -99,18 +102,18 @@ class BayesianSelection(HoldoutScored):
             out = ctx.forward(x, batch_size=max(len(mine), 1), with_features=True)
         assert out.features is not None
         targets = y.to(out.logits.device)
+        validation = self.validation_log_probs(mine, x, targets)
         if self.factors.count == 0:
-            scores = bayesian_score(out.logits[None], self.validation_logits(mine, x), targets, p.alpha)
+            scores = bayesian_score(out.logits[None], validation, targets, p.alpha)
         else:
             variance, inv_chol_t = logit_variance_and_factor(out.features, self.factors, p.effective_data,
                                                              p.prior_precision)
             if p.expectation == "closed_form":
-                scores = bayesian_score_closed_form(out.logits, variance, inv_chol_t,
-                                                    self.validation_logits(mine, x), targets, p.alpha)
+                scores = bayesian_score_closed_form(out.logits, variance, inv_chol_t, validation, targets, p.alpha)
             else:
                 samples = sample_logits(out.logits, variance, inv_chol_t, p.samples, self.generator,
                                         within=(start, n))
-                scores = bayesian_score(samples, self.validation_logits(mine, x), targets, p.alpha)
+                scores = bayesian_score(samples, validation, targets, p.alpha)
         return group.gather_parts(scores, n) if sharded else scores
 
     def observe(self, batch: Batch, out: StepOutput) -> None:

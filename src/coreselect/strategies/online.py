@@ -23,7 +23,7 @@ pass over the candidate stream, so budget 0.1 with n_b/n_B = 0.1 gives as many p
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar, Literal
@@ -34,6 +34,7 @@ from torch import Tensor
 
 from coreselect.errors import InvalidInputError
 from coreselect.signals import TrainingSignals, logit_gradients, per_example_losses
+from coreselect.signals.laplace import target_log_probs
 from coreselect.strategies.base import SeededStrategy
 from coreselect.strategies.passes import ShuffledPass
 from coreselect.strategies.protocol import Batch, StepOutput
@@ -368,8 +369,18 @@ class HoldoutScored(OnlineSelection):
 
     def __init__(self, params: HoldoutParams | None = None) -> None:
         super().__init__(params)
-        self.holdout_logits: Tensor | None = None
+        self._holdout_logits: Tensor | None = None
+        self._per_example: dict[str, Tensor] = {}  # constants of each training example under the holdout model
         self.proxy_seconds = 0.0
+
+    @property
+    def holdout_logits(self) -> Tensor | None:
+        """The holdout model's logits of every training example, [n_train, C] (None until provided)."""
+        return self._holdout_logits
+
+    @holdout_logits.setter
+    def holdout_logits(self, logits: Tensor | None) -> None:
+        self._holdout_logits, self._per_example = logits, {}
 
     def proxy_request(self) -> ProxyRequest | None:
         """The holdout model's run (NeedsProxy)."""
@@ -386,12 +397,22 @@ class HoldoutScored(OnlineSelection):
         self.holdout_logits, self.proxy_seconds = record.holdout_logits.float().cpu(), record.seconds
 
     def irreducible_loss(self, candidates: Tensor) -> Tensor:
+        """The holdout model's loss of each of ``candidates`` (any shape), computed once for the training set."""
+        return self.per_example("loss", per_example_losses)[candidates.cpu().flatten()].view(candidates.shape)
+
+    def holdout_log_probs(self) -> Tensor:
+        """The holdout model's log-probability of each training example's label, float64, computed once."""
+        return self.per_example("log_p", target_log_probs)
+
+    def per_example(self, name: str, of: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """``of(holdout logits, labels)`` over the whole training set, computed at its first use for the current
+        holdout model (row by row, so that each example's value is the one its own rows would give)."""
         if self.holdout_logits is None:
             raise InvalidInputError(f"strategy {self.name!r} needs the holdout model's logits: run it with "
                                     "`coreselect train --holdout 0.5` or call provide() first")
-        where = candidates.cpu().flatten()
-        targets = self.context.train.targets[where.to(self.context.train.device)].cpu()
-        return per_example_losses(self.holdout_logits[where], targets).view(candidates.shape)
+        if name not in self._per_example:
+            self._per_example[name] = of(self.holdout_logits, self.context.train.targets.cpu())
+        return self._per_example[name]
 
     def metrics(self) -> dict[str, float]:
         return {"proxy_s": self.proxy_seconds}
