@@ -18,6 +18,7 @@ from coreselect.models import create_model
 from coreselect.strategies import STRATEGIES, Budget, Context, StepOutput, create_strategy
 from coreselect.train import TrainConfig, Trainer
 from coreselect.train.augment import crop_flip
+from coreselect.train.precision import PRECISION, resolve_precision
 from coreselect.train.proxies import provide_proxy
 
 
@@ -161,7 +162,15 @@ def test_an_augmented_run_resumes_to_the_uninterrupted_result(tmp_path: Path) ->
     assert expected.history[-1].test_loss != _trainer("random").fit().history[-1].test_loss  # augmentation acted
 
 
-def test_bf16_computes_training_and_selection_forwards_in_bf16_and_evaluates_in_fp32() -> None:
+def _native_bf16(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    """Make this CPU report AVX512-BF16 (``native``) or neither it nor AMX."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+
+
+def test_bf16_computes_training_and_selection_forwards_in_bf16_and_evaluates_in_fp32(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _native_bf16(monkeypatch, True)  # no warning's extra forwards: the test counts them
     images = _Images(120)
     data = InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), num_classes=3)
     model = create_model("mlp", data.input_shape, 3)
@@ -189,7 +198,8 @@ def _recorded_dtypes(model: nn.Module) -> list[tuple[bool, torch.dtype]]:
     return dtypes
 
 
-def test_bf16_selection_alone_leaves_training_and_evaluation_in_fp32() -> None:
+def test_bf16_selection_alone_leaves_training_and_evaluation_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    _native_bf16(monkeypatch, True)  # no warning's extra forwards: the test counts them
     images = _Images(120)
     data = InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), num_classes=3)
     model = create_model("mlp", data.input_shape, 3)
@@ -208,6 +218,7 @@ def test_bf16_selection_alone_leaves_training_and_evaluation_in_fp32() -> None:
 
 
 def test_selection_arithmetic_stays_fp32_outside_bf16_forwards(monkeypatch: pytest.MonkeyPatch) -> None:
+    _native_bf16(monkeypatch, True)  # no warning's extra forwards: the test counts them
     import coreselect.strategies.stable as stable
 
     seen: list[tuple[bool, torch.dtype]] = []  # (autocast on, dtype of the proxies) at each facility location
@@ -228,6 +239,61 @@ def test_selection_arithmetic_stays_fp32_outside_bf16_forwards(monkeypatch: pyte
     assert seen and set(seen) == {(False, torch.float32)}
     probe = -(-min(1024, len(data)) // config.eval_batch_size) * 4
     assert torch.bfloat16 in {d for grad, d in dtypes[probe:] if not grad}  # the posterior draws' forwards
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_runs_selection_forwards_and_the_holdout_model_in_bf16_only_where_it_is_native(
+        monkeypatch: pytest.MonkeyPatch, npz_root: Path, tmp_path: Path, native: bool, expected: torch.dtype) -> None:
+    _native_bf16(monkeypatch, native)
+    assert resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+    assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
+    images = _Images(120)
+    data = InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), num_classes=3)
+    model = create_model("mlp", data.input_shape, 3)
+    dtypes = _recorded_dtypes(model)
+    config = TrainConfig(epochs=3, budget=0.3, batch_size=8, eval_points=2, selection_precision="auto")
+    Trainer(model, create_strategy("train-loss"), data, data, config, progress_bar=False).fit()
+    assert {d for grad, d in dtypes if grad} == {torch.float32}  # training steps
+    evaluations = 2 * -(-len(data) // config.eval_batch_size)
+    no_grad = [d for grad, d in dtypes if not grad]
+    assert no_grad.count(expected) == len(no_grad) - (evaluations if native else 0) and len(no_grad) > evaluations
+
+    made: list[list[tuple[bool, torch.dtype]]] = []  # the holdout model's training forwards
+
+    def make_model() -> nn.Module:
+        holdout_model = create_model("mlp", data.input_shape, 3)
+        made.append(_recorded_dtypes(holdout_model))
+        return holdout_model
+
+    splits = DataSplits("images", train=data.subset(torch.arange(60)), test=data,
+                        holdout=data.subset(torch.arange(60, 120)))
+    provide_proxy(create_strategy("rho-loss"), splits, make_model, folder=tmp_path / "proxy", config=config)
+    assert made and {d for recorded in made for grad, d in recorded if grad} == {expected}
+
+    store = ResultStore(tmp_path / "runs.db")
+    run = run_experiment(RunConfig.create(dataset="npz", data_root=str(npz_root), model="mlp", strategy="train-loss",
+                                          train={"epochs": 1, "budget": 0.3, "batch_size": 32, "eval_points": 1,
+                                                 "selection_precision": "auto"}), store, progress_bar=False)
+    assert store.record(run.run_id, PRECISION) == {"training": "fp32", "selection": "bf16" if native else "fp32"}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_by_name_on_a_device_that_emulates_it_warns_with_both_speeds(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, native: bool) -> None:
+    _native_bf16(monkeypatch, native)
+    images = _Images(40)
+    data = InMemoryDataset(torch.from_numpy(images.x), torch.from_numpy(images.y), num_classes=3)
+    config = TrainConfig(epochs=1, budget=0.5, batch_size=8, eval_points=1, selection_precision="bf16")
+    with caplog.at_level("WARNING", logger="coreselect"):
+        Trainer(create_model("mlp", data.input_shape, 3), create_strategy("random"), data, data, config,
+                progress_bar=False).fit()
+    warned = [r.getMessage() for r in caplog.records if "without native bf16" in r.getMessage()]
+    if native:
+        assert not warned
+    else:
+        (message,) = warned
+        assert message.startswith("selection_precision bf16") and "µs an example in bf16" in message
+        assert "set it to auto" in message
 
 
 @pytest.mark.parametrize(("selection_precision", "expected"), [(None, torch.float32), ("bf16", torch.bfloat16)])

@@ -99,10 +99,12 @@ def train(
     augment: Annotated[
         str, typer.Option(help="augmentation of training batches (selection forwards never see it): none, crop-flip")
     ] = "none",
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 autocast for training and selection forwards")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 autocast for training and selection forwards, or "
+                                                "auto: bf16 where the device computes it natively")] = "fp32",
     selection_precision: Annotated[
-        str | None, typer.Option(help="fp32 or bf16 for selection alone (default: --precision); bf16 forwards about "
-                                      "1.6x faster on a CPU with AMX while training stays fp32")
+        str | None, typer.Option(help="fp32, bf16 or auto for selection alone (default: --precision); bf16 forwards "
+                                      "about 1.6x faster on a CPU with AMX, many times slower on one without native "
+                                      "bf16 (auto: bf16 only where native)")
     ] = None,
     clip_norm: Annotated[
         float | None, typer.Option(help="clip each step's gradient to this global L2 norm (default: no clipping)")

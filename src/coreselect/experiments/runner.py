@@ -25,6 +25,7 @@ from coreselect.train.collapse import COLLAPSE
 from coreselect.train.forgetting import ForgettingEvents
 from coreselect.train.gradient_error import GradientError
 from coreselect.train.noisy_share import NoisyShare
+from coreselect.train.precision import PRECISION, resolve_precision
 from coreselect.train.proxies import provide_proxy, proxy_folder, resolved
 from coreselect.train.trainer import Trainer, TrainResult
 from coreselect.train.trajectory import TrajectoryStore
@@ -68,16 +69,19 @@ def proxy_cache(store: ResultStore, config: RunConfig, request: ProxyRequest) ->
 
 
 def run_records(store: ResultStore, config: RunConfig, splits: DataSplits, result: TrainResult,
-                request: ProxyRequest | None) -> dict[str, dict[str, Any]]:
+                request: ProxyRequest | None, device: torch.device) -> dict[str, dict[str, Any]]:
     """What the report draws of a run besides its numbers, so that it reads the store alone: the class counts of
-    the training set and of everything selected (``class_counts``) and, for a strategy that scores by
+    the training set and of everything selected (``class_counts``), the precisions training and selection
+    forwards ran in (``precision``: ``auto`` made concrete for the device) and, for a strategy that scores by
     validation-loss trajectories, the examples its proxy's trajectories align most and least (``alignment``);
     for a run whose test accuracy fell back to chance after it had learned, where (``collapse``)."""
     targets, classes = splits.train.targets.cpu(), splits.train.num_classes
     chosen = torch.cat([s.indices.cpu() for s in result.selections]) if result.selections else None
     records: dict[str, dict[str, Any]] = {"class_counts": {
         "training": torch.bincount(targets, minlength=classes).tolist(),
-        "selected": None if chosen is None else torch.bincount(targets[chosen], minlength=classes).tolist()}}
+        "selected": None if chosen is None else torch.bincount(targets[chosen], minlength=classes).tolist()},
+        PRECISION: {"training": resolve_precision(config.train.precision, device),
+                    "selection": resolve_precision(config.train.selection_forwards, device)}}
     folder = None if request is None or not request.needs_validation else \
         proxy_cache(store, config, request) / "trajectories"
     if folder is not None and (folder / "meta.json").is_file() and splits.val is not None:
@@ -164,7 +168,7 @@ def run_experiment(
         scores = {k: v for cb in all_callbacks if isinstance(cb, ForgettingEvents)
                   for k, v in cb.example_scores().items()}
         store.finish(config, result, noise_mask=splits.train.noise_mask.cpu(), example_scores=scores,
-                     records=run_records(store, config, splits, result, request))
+                     records=run_records(store, config, splits, result, request, resolve_device(device)))
         remove_checkpoint(path)
     group.barrier()  # the run is in the store for every rank
     stored = store.get(config.run_id)

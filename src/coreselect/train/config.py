@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
+
+from coreselect.train.precision import PrecisionName
 
 OptimizerName = Literal["sgd", "adamw"]
 ScheduleName = Literal["onecycle", "cosine", "step", "constant"]
 AugmentName = Literal["none", "crop-flip"]
-PrecisionName = Literal["fp32", "bf16"]
-AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}  # None: no autocast
 # Fields added later: left out of run identities while at their default, so that earlier runs keep theirs.
 LATER_TRAIN_FIELDS: dict[str, object] = {"augment": "none", "precision": "fp32", "clip_norm": None,
                                          "selection_precision": None}
@@ -39,11 +38,12 @@ class TrainConfig(BaseModel):
     augment: AugmentName = Field("none", description="augmentation of training batches (never of selection "
                                  "forwards): none, or crop-flip (CIFAR-style random crop with padding 4 and flip)")
     precision: PrecisionName = Field("fp32", description="fp32, or bf16 autocast for training and selection "
-                                     "forwards (losses, gradients of the selection and weights stay in fp32)")
+                                     "forwards (losses, gradients of the selection and weights stay in fp32), or "
+                                     "auto: bf16 where the device computes it natively, else fp32")
     selection_precision: PrecisionName | None = Field(
         None, description="precision of selection's forwards and of the proxy / holdout models it trains, if not "
-        "``precision`` (bf16: autocast, about 1.6x faster forwards on a CPU with AMX); what selection computes "
-        "from the forwards stays fp32")
+        "``precision`` (bf16: autocast, about 1.6x faster forwards on a CPU with AMX, many times slower on one "
+        "without native bf16; auto: bf16 only where native); what selection computes from the forwards stays fp32")
     clip_norm: float | None = Field(None, gt=0.0, description="clip each step's gradient to this global L2 norm "
                                     "before the optimizer steps (None: no clipping); keeps short runs on small "
                                     "coresets from diverging at the LR peak")

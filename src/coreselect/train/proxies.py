@@ -45,6 +45,7 @@ from coreselect.train.checkpoint import CorruptFileError, load_tensors, save_ten
 from coreselect.train.config import TrainConfig
 from coreselect.train.forgetting import FORGETTING, ForgettingEvents
 from coreselect.train.margins import AUM, AreaUnderMargin
+from coreselect.train.precision import resolve_precision
 from coreselect.train.trainer import Trainer
 from coreselect.train.trajectory import LossTrajectories, TrajectoryStore
 
@@ -91,8 +92,8 @@ def provide_proxy(strategy: Strategy, data: DataSplits, make_model: Callable[[],
             raise UnknownNameError("proxy model", request.model, MODELS)
         transfer = request.model
         make_model = lambda: create_model(transfer, data.train.input_shape, data.train.num_classes)  # noqa: E731
-    recipe = config.model_copy(update={"budget": 1.0, "precision": config.selection_forwards,  # selection's work
-                                       "selection_precision": None})
+    recipe = config.model_copy(update={"budget": 1.0, "selection_precision": None,  # selection's work
+                                       "precision": resolve_precision(config.selection_forwards, device)})
     strategy.provide(run_proxy(resolved(request, model_name, recipe.epochs), make_model, data.train, data.val,
                                folder=folder, seed=seed, config=recipe, device=device, holdout=data.holdout,
                                remake=remake))

@@ -46,9 +46,10 @@ from coreselect.train.augment import Augmentation, augmentation
 from coreselect.train.callbacks import Callback
 from coreselect.train.checkpoint import load_checkpoint, save_checkpoint
 from coreselect.train.collapse import Collapse, chance_accuracy, find_collapse
-from coreselect.train.config import AUTOCAST_DTYPES, TrainConfig
+from coreselect.train.config import TrainConfig
 from coreselect.train.evaluation import evaluate
 from coreselect.train.forward_cost import forward_seconds_per_example
+from coreselect.train.precision import autocast_dtype, native_bf16
 from coreselect.train.schedule import make_optimizer, set_learning_rate
 from coreselect.train.timing import Timings
 
@@ -144,7 +145,7 @@ class Trainer:
             device=self.device,
             peak_learning_rate=config.lr,
             hands_step_gradients=True,
-            forward_dtype=AUTOCAST_DTYPES[config.selection_forwards],
+            forward_dtype=autocast_dtype(config.selection_forwards, self.device),
         )
         self.strategy = strategy
         # the strategy's duties, read once: an isinstance check against a runtime Protocol costs ~40 µs a step
@@ -162,7 +163,7 @@ class Trainer:
 
     def _precision(self) -> AbstractContextManager[object]:
         """bf16 autocast around training forwards when the config asks for it."""
-        dtype = AUTOCAST_DTYPES[self.config.precision]
+        dtype = autocast_dtype(self.config.precision, self.device)
         return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     def _evaluation_schedule(self) -> list[int]:
@@ -344,6 +345,18 @@ class Trainer:
                         "train.clip_norm (e.g. 5) or lower --lr", f"{self.description}: " if self.description else "",
                         collapse.describe())
 
+    def _warn_on_emulated_bf16(self) -> None:
+        """Warn, with measured forward speeds, when bf16 is asked for by name on a device that only emulates it."""
+        asked = [name for name in ("precision", "selection_precision") if getattr(self.config, name) == "bf16"]
+        if not asked or native_bf16(self.device) or not self.world.is_main:
+            return
+        speeds = {dtype: forward_seconds_per_example(self.model, self.train_data, dtype=dtype,
+                                                     batch_size=self.config.eval_batch_size)
+                  for dtype in (torch.bfloat16, None)}
+        LOG.warning("%s bf16 on a device without native bf16 (%s): a forward takes %.1f µs an example in bf16 "
+                    "against %.1f in fp32 here; set it to auto (bf16 only where native) or fp32",
+                    " and ".join(asked), self.device, 1e6 * speeds[torch.bfloat16], 1e6 * speeds[None])
+
     def fit(self) -> TrainResult:
         """Train until the budget is spent, resuming from the checkpoint if one exists."""
         resumed_from = None
@@ -351,6 +364,7 @@ class Trainer:
         # the cost floor, outside the timed sections and before a strategy hooks into the model
         probe = forward_seconds_per_example(self.model, self.train_data, batch_size=self.config.eval_batch_size,
                                             dtype=self.context.forward_dtype)
+        self._warn_on_emulated_bf16()
         self.strategy.setup(self.context)
         if ckpt is not None:
             self._restore(ckpt)
