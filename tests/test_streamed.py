@@ -277,6 +277,16 @@ def test_auto_runs_selection_forwards_and_the_holdout_model_in_bf16_only_where_i
     assert store.record(run.run_id, PRECISION) == {"training": "fp32", "selection": "bf16" if native else "fp32"}
 
 
+@pytest.mark.parametrize(("capability", "expected"), [((7, 5), "fp32"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_auto_is_bf16_on_a_gpu_from_ampere_on(monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int],
+                                              expected: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert resolve_precision("auto", "cuda:0") == expected
+    assert resolve_precision("auto", "meta") == "fp32"  # no other device is taken to compute bf16
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_by_name_on_a_device_that_emulates_it_warns_with_both_speeds(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, native: bool) -> None:

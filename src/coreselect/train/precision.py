@@ -21,8 +21,9 @@ AUTOCAST_DTYPES: dict[ConcretePrecision, torch.dtype | None] = {"fp32": None, "b
 def native_bf16(device: torch.device | str) -> bool:
     """Whether ``device`` computes bf16 in hardware (a CUDA GPU that supports it; a CPU with AVX512-BF16 or AMX)."""
     device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # native from compute capability 8 (Ampere) on; ROCm devices compute it
+        return torch.cuda.is_available() and (torch.version.hip is not None
+                                              or torch.cuda.get_device_capability(device)[0] >= 8)
     if device.type == "cpu":
         return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     return False
