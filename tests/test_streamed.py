@@ -15,6 +15,7 @@ from coreselect.data import DataSplits, InMemoryDataset, StreamedDataset
 from coreselect.errors import InvalidInputError
 from coreselect.experiments import ResultStore, RunConfig, run_experiment
 from coreselect.models import create_model
+from coreselect.report.tables import answers, summarise_store
 from coreselect.strategies import STRATEGIES, Budget, Context, StepOutput, create_strategy
 from coreselect.train import TrainConfig, Trainer
 from coreselect.train.augment import crop_flip
@@ -275,6 +276,8 @@ def test_auto_runs_selection_forwards_and_the_holdout_model_in_bf16_only_where_i
                                           train={"epochs": 1, "budget": 0.3, "batch_size": 32, "eval_points": 1,
                                                  "selection_precision": "auto"}), store, progress_bar=False)
     assert store.record(run.run_id, PRECISION) == {"training": "fp32", "selection": "bf16" if native else "fp32"}
+    ran = f"auto precision ran as training fp32 · selection {'bf16' if native else 'fp32'}"
+    assert ran in answers(summarise_store(store))  # the report says what auto became, from the store
 
 
 @pytest.mark.parametrize(("capability", "expected"), [((7, 5), "fp32"), ((8, 0), "bf16"), ((9, 0), "bf16")])

@@ -38,6 +38,7 @@ from coreselect.train.collapse import COLLAPSE
 from coreselect.train.forgetting import FORGETTING
 from coreselect.train.gradient_error import ABSOLUTE, RELATIVE
 from coreselect.train.noisy_share import NOISY_TRAINED
+from coreselect.train.precision import PRECISION
 
 REFERENCE = "full"
 
@@ -66,6 +67,7 @@ class MethodSummary:
     forwarded: float | None = None  # examples forwarded for selection, mean over seeds
     forward_floor_s: float | None = None  # forwarded × the run's measured forward seconds per example, mean
     collapsed: int = 0  # seeds whose test accuracy fell back to chance after learning (in the mean all the same)
+    ran_in: tuple[str, ...] = ()  # "training fp32 · selection bf16": the precisions its seeds ran in (auto resolved)
 
     @property
     def accuracy_se(self) -> float:
@@ -80,15 +82,17 @@ def _std(values: list[float]) -> float:
 def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = None,
               noisy_shares: dict[str, float] | None = None,
               proxy_seconds: dict[str, float] | None = None,
-              collapsed: set[str] | None = None) -> list[MethodSummary]:
+              collapsed: set[str] | None = None, ran_in: dict[str, str] | None = None) -> list[MethodSummary]:
     """One row per (setting, method, budget) over the finished runs, references first.
 
     ``gradient_errors`` maps run ids to their mean relative gradient error (see :func:`gradient_errors`),
     ``noisy_shares`` to the mean share of corrupted labels in their selections (:func:`noisy_shares`),
     ``proxy_seconds`` to the seconds of the proxy runs they scored with (:func:`proxy_seconds`), which count
-    in their cost and speed-up; ``collapsed`` holds the ids of runs that collapsed (:func:`collapsed_runs`).
+    in their cost and speed-up; ``collapsed`` holds the ids of runs that collapsed (:func:`collapsed_runs`);
+    ``ran_in`` maps run ids to the precisions they ran in (:func:`precisions_ran_in`).
     """
     gradient_errors, noisy_shares, proxy_seconds = gradient_errors or {}, noisy_shares or {}, proxy_seconds or {}
+    ran_in = ran_in or {}
     collapsed = collapsed or set()
     groups: dict[str, dict[tuple[str, float], list[StoredRun]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
@@ -132,6 +136,7 @@ def summarise(runs: list[StoredRun], gradient_errors: dict[str, float] | None = 
                 forwarded=statistics.fmean(r.selection_forward_examples or 0 for r in rs),
                 forward_floor_s=None if None in floors else statistics.fmean(f or 0.0 for f in floors),
                 collapsed=sum(r.run_id in collapsed for r in rs),
+                ran_in=tuple(sorted({ran_in[r.run_id] for r in rs if r.run_id in ran_in})),
             ))
     return rows
 
@@ -141,7 +146,7 @@ def summarise_store(store: ResultStore, runs: list[StoredRun] | None = None) -> 
     shares, proxy seconds and collapses from the store."""
     runs = store.runs(status="done") if runs is None else runs
     return summarise(runs, gradient_errors(store, runs), noisy_shares(store, runs), proxy_seconds(store, runs),
-                     collapsed_runs(store, runs))
+                     collapsed_runs(store, runs), precisions_ran_in(store, runs))
 
 
 def gain_cell(verdict: Verdict) -> str:
@@ -244,6 +249,10 @@ def answer_tables(rows: list[MethodSummary], tablefmt: str = "github") -> list[A
                        "seconds over the seconds of the no-grad forwards the method asked for")
         if any(r.collapsed for r in members):
             caption.append(COLLAPSED_NOTE)
+        train = members[0].setting["train"]
+        if "auto" in (train.get("precision"), train.get("selection_precision")):
+            ran = sorted({p for r in members for p in r.ran_in})
+            caption.append(f"auto precision ran as {' and '.join(ran) if ran else 'unrecorded'}")
         caption += constant
         out.append(AnswerTable(members[0].setting, "; ".join(caption) + ".",
                                tabulate(table, headers=headers, tablefmt="unsafehtml" if html else tablefmt,
@@ -353,6 +362,17 @@ def collapsed_runs(store: ResultStore, runs: list[StoredRun]) -> set[str]:
     """The ids of the runs whose test accuracy fell back to chance after they had learned
     (:mod:`coreselect.train.collapse`)."""
     return {run.run_id for run in runs if store.record(run.run_id, COLLAPSE) is not None}
+
+
+def precisions_ran_in(store: ResultStore, runs: list[StoredRun]) -> dict[str, str]:
+    """The precisions each run's training and selection forwards ran in, ``auto`` made concrete for its device
+    (``training fp32 · selection bf16``), for the runs that recorded them."""
+    out = {}
+    for run in runs:
+        record = store.record(run.run_id, PRECISION)
+        if record is not None:
+            out[run.run_id] = f"training {record['training']} · selection {record['selection']}"
+    return out
 
 
 def noisy_shares(store: ResultStore, runs: list[StoredRun]) -> dict[str, float]:
