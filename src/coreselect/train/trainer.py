@@ -147,6 +147,7 @@ class Trainer:
             hands_step_gradients=True,
             forward_dtype=autocast_dtype(config.selection_forwards, self.device),
         )
+        self._training_dtype = autocast_dtype(config.precision, self.device)  # resolved once, not every step
         self.strategy = strategy
         # the strategy's duties, read once: an isinstance check against a runtime Protocol costs ~40 µs a step
         self._needs_features = isinstance(strategy, NeedsFeatures)
@@ -163,7 +164,7 @@ class Trainer:
 
     def _precision(self) -> AbstractContextManager[object]:
         """bf16 autocast around training forwards when the config asks for it."""
-        dtype = autocast_dtype(self.config.precision, self.device)
+        dtype = self._training_dtype
         return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     def _evaluation_schedule(self) -> list[int]:
@@ -345,13 +346,14 @@ class Trainer:
                         "train.clip_norm (e.g. 5) or lower --lr", f"{self.description}: " if self.description else "",
                         collapse.describe())
 
-    def _warn_on_emulated_bf16(self) -> None:
-        """Warn, with measured forward speeds, when bf16 is asked for by name on a device that only emulates it."""
+    def _warn_on_emulated_bf16(self, probe: float) -> None:
+        """Warn, with measured forward speeds, when bf16 is asked for by name on a device that only emulates it
+        (``probe``: the seconds per example just measured in the selection forwards' precision)."""
         asked = [name for name in ("precision", "selection_precision") if getattr(self.config, name) == "bf16"]
         if not asked or native_bf16(self.device) or not self.world.is_main:
             return
-        speeds = {dtype: forward_seconds_per_example(self.model, self.train_data, dtype=dtype,
-                                                     batch_size=self.config.eval_batch_size)
+        speeds = {dtype: probe if dtype == self.context.forward_dtype else forward_seconds_per_example(
+                      self.model, self.train_data, dtype=dtype, batch_size=self.config.eval_batch_size)
                   for dtype in (torch.bfloat16, None)}
         LOG.warning("%s bf16 on a device without native bf16 (%s): a forward takes %.1f µs an example in bf16 "
                     "against %.1f in fp32 here; set it to auto (bf16 only where native) or fp32",
@@ -364,7 +366,7 @@ class Trainer:
         # the cost floor, outside the timed sections and before a strategy hooks into the model
         probe = forward_seconds_per_example(self.model, self.train_data, batch_size=self.config.eval_batch_size,
                                             dtype=self.context.forward_dtype)
-        self._warn_on_emulated_bf16()
+        self._warn_on_emulated_bf16(probe)
         self.strategy.setup(self.context)
         if ckpt is not None:
             self._restore(ckpt)
