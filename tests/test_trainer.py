@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,3 +175,47 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
     saved = load_checkpoint(ckpt)
     assert saved is not None and 0 < saved["progress"]["step"] <= 10
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+class _Probes:
+    """Stands in for the forward-cost probe: hands out ``values`` in turn (sleeping ``sleep`` seconds each time)
+    and records the repeats each call asked for."""
+
+    def __init__(self, values: list[float], sleep: float = 0.0) -> None:
+        self.values, self.sleep, self.repeats = list(values), sleep, []
+
+    def __call__(self, model, data, *, repeats: int, **kwargs) -> float:  # type: ignore[no-untyped-def]
+        self.repeats.append(repeats)
+        time.sleep(self.sleep)
+        return self.values.pop(0)
+
+
+def test_the_forward_cost_is_the_median_of_probes_before_training_and_at_each_evaluation_untimed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from coreselect.train import trainer as trainer_module
+    from coreselect.train.forward_cost import PROBE_REPEATS, RECHECK_REPEATS
+
+    spiked = [2e-5, 3e-5, 9e-4, 1e-5, 4e-5]  # one probe taken while the machine was busy elsewhere
+    probes = _Probes(spiked, sleep=0.3)
+    monkeypatch.setattr(trainer_module, "forward_seconds_per_example", probes)
+    result = _trainer("random", eval_points=4).fit()
+    assert probes.repeats == [PROBE_REPEATS] + 4 * [RECHECK_REPEATS] and not probes.values
+    assert result.forward_s_per_example == sorted(spiked)[len(spiked) // 2]  # the middle one: the spike is not it
+    assert result.timings.evaluation < 0.3  # the probes slept 1.5 s, none of it in a timed section
+
+
+def test_a_resumed_run_keeps_the_probes_it_had_and_adds_its_own(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from coreselect.train import trainer as trainer_module
+
+    checkpoint = tmp_path / "run.pt"
+    monkeypatch.setattr(trainer_module, "forward_seconds_per_example", _Probes([1.0, 2.0, 3.0]))
+    with pytest.raises(KeyboardInterrupt):
+        _trainer("random", checkpoint=checkpoint, callbacks=[_Interrupt(2)]).fit()
+    assert load_checkpoint(checkpoint)["progress"]["forward_probes"] == [1.0, 2.0, 3.0]  # before training, 2 evals
+    monkeypatch.setattr(trainer_module, "forward_seconds_per_example", _Probes([10.0, 11.0, 12.0]))
+    resumed = _trainer("random", checkpoint=checkpoint)
+    result = resumed.fit()  # its own first probe, then the 2 evaluations left
+    assert result.resumed_from_step is not None
+    assert resumed.state.forward_cost.probes == [1.0, 2.0, 3.0, 10.0, 11.0, 12.0]
+    assert result.forward_s_per_example == (3.0 + 10.0) / 2  # the middle two of six

@@ -3,7 +3,9 @@ data and device, so that a method's selection seconds can be set against the for
 
 from __future__ import annotations
 
+import statistics
 import time
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -13,6 +15,7 @@ from coreselect.signals import forward_in_batches
 
 PROBE_EXAMPLES = 1024
 PROBE_REPEATS = 3
+RECHECK_REPEATS = 1  # the probes at evaluations: one timed pass after the warm-up (their median is the value)
 
 
 def forward_seconds_per_example(model: nn.Module, data: Examples, *, batch_size: int = 256,
@@ -37,3 +40,19 @@ def forward_seconds_per_example(model: nn.Module, data: Examples, *, batch_size:
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best / len(rows)
+
+
+@dataclass
+class ForwardCost:
+    """A run's probes of :func:`forward_seconds_per_example`: one before training and one at each evaluation
+    (outside the timed sections). Its value is their median, the forward's speed as the run's steps met it: a probe
+    taken while another process held the machine moves it no more than any other sample, where a single probe
+    before training set a run's whole floor (two jobs on a 2-core CPU: 12 of 108 runs' probes read 1.4–1.8× their
+    store's median)."""
+
+    probes: list[float] = field(default_factory=list)
+
+    @property
+    def per_example(self) -> float | None:
+        """The median probe, in seconds per example (None before the first)."""
+        return statistics.median(self.probes) if self.probes else None

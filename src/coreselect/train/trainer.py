@@ -48,7 +48,7 @@ from coreselect.train.checkpoint import load_checkpoint, save_checkpoint
 from coreselect.train.collapse import Collapse, chance_accuracy, find_collapse
 from coreselect.train.config import TrainConfig
 from coreselect.train.evaluation import evaluate
-from coreselect.train.forward_cost import forward_seconds_per_example
+from coreselect.train.forward_cost import PROBE_REPEATS, RECHECK_REPEATS, ForwardCost, forward_seconds_per_example
 from coreselect.train.precision import autocast_dtype, native_bf16
 from coreselect.train.schedule import make_optimizer, set_learning_rate
 from coreselect.train.timing import Timings
@@ -80,7 +80,8 @@ class TrainResult:
     history: list[EvalRecord]
     selections: list[SelectionRound]
     resumed_from_step: int | None = None
-    forward_s_per_example: float | None = None  # the cost floor of selection (one no-grad forward per example)
+    forward_s_per_example: float | None = None  # the cost floor of selection: one no-grad forward per example, the
+    # median of the run's probes (before training and at each evaluation)
     collapse: Collapse | None = None  # where test accuracy fell back to chance after learning (finite loss)
 
 
@@ -92,7 +93,7 @@ class _Progress:
     loss_count: int = 0
     timings: Timings = field(default_factory=Timings)
     history: list[EvalRecord] = field(default_factory=list)
-    forward_s_per_example: float | None = None
+    forward_cost: ForwardCost = field(default_factory=ForwardCost)
 
 
 class Trainer:
@@ -187,7 +188,7 @@ class Trainer:
                 "examples": s.examples,
                 "timings": s.timings.as_dict(),
                 "history": [asdict(r) for r in s.history],
-                "forward_s_per_example": s.forward_s_per_example,
+                "forward_probes": list(s.forward_cost.probes),
             },
             "threads": torch.get_num_threads(),
             "torch_rng": torch.get_rng_state(),
@@ -214,7 +215,8 @@ class Trainer:
             examples=p["examples"],
             timings=Timings(**p["timings"]),
             history=[EvalRecord(**r) for r in p["history"]],
-            forward_s_per_example=p.get("forward_s_per_example"),
+            forward_cost=ForwardCost(list(p.get("forward_probes") or  # a checkpoint of one probe before training:
+                                          filter(None, [p.get("forward_s_per_example")]))),  # that one
         )
         torch.set_rng_state(ckpt["torch_rng"])
         if ckpt["cuda_rng"] and torch.cuda.is_available():
@@ -331,12 +333,19 @@ class Trainer:
             record.extras.update(self.strategy.metrics())
         s.history.append(record)
         s.loss_sum, s.loss_count = 0.0, 0
+        s.forward_cost.probes.append(self._forward_probe(repeats=RECHECK_REPEATS))  # untimed, as the first
         self._warn_on_collapse()
         for cb in self.callbacks:
             with s.timings.section("evaluation", self.device):  # diagnostics are not the method's cost
                 cb.on_evaluation(self, record)
         if self.checkpoint_path is not None and self.world.is_main:  # one job, one checkpoint
             save_checkpoint(self.checkpoint_path, self._checkpoint_state())
+
+    def _forward_probe(self, repeats: int = PROBE_REPEATS) -> float:
+        """Seconds of a selection forward per example here and now: the cost floor's probe, the fastest of
+        ``repeats`` timed passes."""
+        return forward_seconds_per_example(self.model, self.train_data, batch_size=self.config.eval_batch_size,
+                                           dtype=self.context.forward_dtype, repeats=repeats)
 
     def _warn_on_collapse(self) -> None:
         """Warn once, at the evaluation where test accuracy is first back at chance after the run had learned."""
@@ -364,15 +373,13 @@ class Trainer:
         resumed_from = None
         ckpt = load_checkpoint(self.checkpoint_path) if self.checkpoint_path is not None else None
         # the cost floor, outside the timed sections and before a strategy hooks into the model
-        probe = forward_seconds_per_example(self.model, self.train_data, batch_size=self.config.eval_batch_size,
-                                            dtype=self.context.forward_dtype)
+        probe = self._forward_probe()
         self._warn_on_emulated_bf16(probe)
         self.strategy.setup(self.context)
         if ckpt is not None:
             self._restore(ckpt)
             resumed_from = self.state.step
-        if self.state.forward_s_per_example is None:  # a resumed run keeps the value it measured first
-            self.state.forward_s_per_example = probe
+        self.state.forward_cost.probes.append(probe)  # a resumed run adds it to those it had
         for cb in self.callbacks:
             cb.on_train_begin(self)
         s, total = self.state, self.budget.total_examples
@@ -411,7 +418,7 @@ class Trainer:
             history=list(s.history),
             selections=list(self.context.log.rounds),
             resumed_from_step=resumed_from,
-            forward_s_per_example=s.forward_s_per_example,
+            forward_s_per_example=s.forward_cost.per_example,
             collapse=find_collapse(s.history, self.chance),
         )
         for cb in self.callbacks:
