@@ -219,3 +219,16 @@ def test_a_resumed_run_keeps_the_probes_it_had_and_adds_its_own(tmp_path: Path,
     assert result.resumed_from_step is not None
     assert resumed.state.forward_cost.probes == [1.0, 2.0, 3.0, 10.0, 11.0, 12.0]
     assert result.forward_s_per_example == (3.0 + 10.0) / 2  # the middle two of six
+
+
+def test_data_read_on_demand_is_probed_before_training_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from coreselect.data import StreamedDataset
+    from coreselect.train import trainer as trainer_module
+
+    probes = _Probes([5e-5])  # a second probe would find the list empty
+    monkeypatch.setattr(trainer_module, "forward_seconds_per_example", probes)
+    torch.manual_seed(0)
+    config = TrainConfig(epochs=2, budget=0.5, batch_size=32, lr=0.05, eval_points=3)
+    result = Trainer(create_model("cnn", (1, 8, 8), 4), create_strategy("random"), StreamedDataset.of(_data(0)),
+                     _data(1), config, progress_bar=False).fit()
+    assert len(result.history) == 3 and len(probes.repeats) == 1 and result.forward_s_per_example == 5e-5

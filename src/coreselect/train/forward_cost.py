@@ -45,10 +45,10 @@ def forward_seconds_per_example(model: nn.Module, data: Examples, *, batch_size:
 @dataclass
 class ForwardCost:
     """A run's probes of :func:`forward_seconds_per_example`: one before training and one at each evaluation
-    (outside the timed sections). Its value is their median, the forward's speed as the run's steps met it: a probe
-    taken while another process held the machine moves it no more than any other sample, where a single probe
-    before training set a run's whole floor (two jobs on a 2-core CPU: 12 of 108 runs' probes read 1.4–1.8× their
-    store's median)."""
+    (outside the timed sections; data read on demand, before training only). Its value is their median, the
+    forward's speed as the run's steps met it: a probe taken while another process held the machine moves it no
+    more than any other sample, where a single probe before training set a run's whole floor (two jobs on a 2-core
+    CPU: 11 of 93 runs' probes read 1.4–1.8× their store's median)."""
 
     probes: list[float] = field(default_factory=list)
 

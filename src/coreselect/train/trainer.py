@@ -333,7 +333,9 @@ class Trainer:
             record.extras.update(self.strategy.metrics())
         s.history.append(record)
         s.loss_sum, s.loss_count = 0.0, 0
-        s.forward_cost.probes.append(self._forward_probe(repeats=RECHECK_REPEATS))  # untimed, as the first
+        if not isinstance(self.train_data, StreamedDataset):  # data read on demand is probed before training only:
+            # a probe would read its rows again and drop what the workers are reading ahead for the steps
+            s.forward_cost.probes.append(self._forward_probe(repeats=RECHECK_REPEATS))  # untimed, as the first
         self._warn_on_collapse()
         for cb in self.callbacks:
             with s.timings.section("evaluation", self.device):  # diagnostics are not the method's cost
