@@ -95,7 +95,8 @@ def build_sections(store: ResultStore, folder: Path, *, targets: Sequence[float]
                "seconds (selection + training, plus proxy runs), share of the cost spent selecting, speed-up "
                "against full data.", lambda fmt: format_table(rows, fmt)),
         _table("Cost floor", "Selection seconds against the seconds of the no-grad forwards each method asked "
-               "for (forwarded examples × one forward per example, timed by each run on its own model and data): "
+               "for (forwarded examples × one forward per example, timed by each run on its own model and data, the "
+               "median of its probes before training and at each evaluation): "
                "the overhead beyond the forwards.", lambda fmt: cost_floor_table(rows, fmt)),
         _figure(folder, "accuracy_vs_time", "Accuracy against wall-clock",
                 "Test accuracy at each evaluation against the cumulative selection + training seconds (proxy runs "
