@@ -97,7 +97,9 @@ def build_sections(store: ResultStore, folder: Path, *, targets: Sequence[float]
         _table("Cost floor", "Selection seconds against the seconds of the no-grad forwards each method asked "
                "for (forwarded examples × one forward per example, timed by each run on its own model and data, the "
                "median of its probes before training and at each evaluation): "
-               "the overhead beyond the forwards.", lambda fmt: cost_floor_table(rows, fmt)),
+               "the overhead beyond the forwards. A row without forwards (random) shows what the training loop "
+               "itself spends handing out batches, which every method's selection seconds include.",
+               lambda fmt: cost_floor_table(rows, fmt)),
         _figure(folder, "accuracy_vs_time", "Accuracy against wall-clock",
                 "Test accuracy at each evaluation against the cumulative selection + training seconds (proxy runs "
                 "counted from the start), mean over seeds with a ± std band.",
