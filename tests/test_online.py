@@ -87,20 +87,24 @@ def _context(n: int = 400) -> Context:
     return Context(model=create_model("mlp", (1, 8, 8), 4), train=data, budget=Budget(0.1, 10, n, 32))
 
 
-def test_grad_norm_importance_sampling_is_unbiased() -> None:
+@pytest.mark.parametrize("uniform_share", [0.0, 0.3])
+def test_grad_norm_importance_sampling_is_unbiased(uniform_share: float) -> None:
     ctx = _context()
     ctx.budget = Budget(0.1, 10, len(ctx.train), 4)  # n_b = the batch size, n_B = 4 / 0.4 = 10
-    strategy = create_strategy("grad-norm-is", selection_ratio=0.4)
+    strategy = create_strategy("grad-norm-is", selection_ratio=0.4, uniform_share=uniform_share)
     strategy.setup(ctx)
     assert strategy.candidate_count == 10
     candidates = torch.arange(10)
     norms = torch.linspace(0.1, 2.0, 10)
     strategy.score = lambda c: norms  # fixed per-candidate gradient norms
     grads = torch.randn(10, 3, generator=torch.Generator().manual_seed(6)) * norms[:, None]
-    total, draws = torch.zeros(3, dtype=torch.float64), 20000
+    total, draws, largest = torch.zeros(3, dtype=torch.float64), 20000, 0.0
     for _ in range(draws):
         chosen, weights = strategy.choose(candidates)
         total += (weights[:, None] * grads[chosen]).mean(0).double()  # the trainer's weighted mean
+        largest = max(largest, float(weights.max()))
+    if uniform_share:  # defensive mixture: q_i ≥ s / n_B, so no weight 1 / (n_B·q_i) exceeds 1 / s
+        assert largest <= 1 / uniform_share + 1e-5
     standard_error = grads.double().norm(dim=1).max() / math.sqrt(draws)
     assert ((total / draws - grads.double().mean(0)).abs() < 4 * standard_error).all()
     naive = grads[torch.topk(norms, 4).indices].mean(0)  # top-k without weights is biased
@@ -241,6 +245,9 @@ def test_unseen_first_runs_without_a_selection_forward() -> None:
         create_strategy("train-loss", unseen="first")
     with pytest.raises(Exception, match="unseen='forward'"):
         create_strategy("grad-norm-is", reuse_within=10, unseen="first")
+    with pytest.raises(Exception, match="set uniform_share > 0"):  # stale values would make weights unbounded
+        create_strategy("grad-norm-is", reuse_within=10)
+    create_strategy("grad-norm-is", reuse_within=10, uniform_share=0.1)
     with pytest.raises(Exception, match="valid fields: selection_ratio, holdout_model"):
         create_strategy("bayesian", reuse_within=10)  # scores by fresh forwards only: no such parameter
 

@@ -324,13 +324,23 @@ class GradNorm(OnlineSelection):
 
 
 class ImportanceParams(KnownValueParams):
-    """grad-norm-is draws by its scores, so every candidate needs a finite one."""
+    """grad-norm-is draws by its scores, so every candidate needs a finite one; ``uniform_share`` mixes the
+    draw with a uniform one (defensive importance sampling), which bounds every weight."""
+
+    uniform_share: float = Field(0.0, ge=0, le=1, description="q = (1 − s)·‖p − y‖₂ / Σ + s / n_B: each weight "
+                                 "at most 1 / s, the estimate still unbiased (needed under reuse_within: a known "
+                                 "value may be stale, and a small one's weight is then not offset by its gradient)")
 
     @model_validator(mode="after")
     def _every_candidate_scored(self) -> ImportanceParams:
         if self.unseen == "first":
             raise ValueError("grad-norm-is draws candidates with probability ∝ ‖p − y‖₂, which a candidate taken "
                              "first (no known value) does not have: use unseen='forward'")
+        if self.reuse_within and not self.uniform_share:
+            raise ValueError("grad-norm-is under reuse_within weights a candidate by 1 / q from a known value that "
+                             "may be stale: a once-small value then gives a current gradient a weight up to 1e8 "
+                             "times, and training diverges; set uniform_share > 0 (each weight at most 1 / s: "
+                             "2 at s = 0.5, the estimate still unbiased)")
         return self
 
 
@@ -341,15 +351,19 @@ class GradNormIS(GradNorm):
     top_of_values = False  # draws by its scores
 
     def choose(self, candidates: Tensor) -> tuple[Tensor, Tensor | None]:
-        q = importance_probabilities(self.score(candidates).cpu())
+        q = importance_probabilities(self.score(candidates).cpu(), uniform_share=self.params.uniform_share)
         drawn = torch.multinomial(q, self.selected, replacement=True, generator=self.generator)
         return candidates[drawn], 1.0 / (len(candidates) * q[drawn])
 
 
-def importance_probabilities(norms: Tensor, floor: float = 1e-8) -> Tensor:
-    """q_i ∝ norms (a floor keeps every candidate drawable, so the estimate stays unbiased)."""
+def importance_probabilities(norms: Tensor, floor: float = 1e-8, *, uniform_share: float = 0.0) -> Tensor:
+    """q_i ∝ norms (a floor keeps every candidate drawable, so the estimate stays unbiased), mixed with the uniform
+    distribution in the share ``uniform_share`` (defensive importance sampling: q_i ≥ uniform_share / n)."""
     norms = norms.double().clamp_min(floor)
-    return (norms / norms.sum()).float()
+    q = norms / norms.sum()
+    if uniform_share:
+        q = (1.0 - uniform_share) * q + uniform_share / len(q)
+    return q.float()
 
 
 class HoldoutParams(OnlineParams):
